@@ -1,0 +1,14 @@
+"""Rich consoles: stdout for data, stderr for people (STYLE.md point 8)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def say(message: str, *, quiet: bool = False) -> None:
+    """A status line for people, on stderr."""
+    if not quiet:
+        err.print(message)

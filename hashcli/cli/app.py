@@ -1,0 +1,76 @@
+"""The ``hashret`` command: every subcommand is wired here, and only here.
+
+Each command lives in its own module under ``hashcli/cli/`` and stays thin: options in, one
+library call, output rendered. Library code raises :class:`~hashcli.errors.HashretError`;
+:class:`HashretGroup` turns it into one ``Error: ...`` line and exit status 1 (a traceback only
+with ``HASHRET_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from hashcli import __version__
+from hashcli.cli import data as data_cmd
+from hashcli.errors import HashretError
+
+DEBUG_ENV = "HASHRET_DEBUG"
+
+
+class HashretGroup(TyperGroup):
+    """The one error handler (STYLE.md point 7)."""
+
+    def invoke(self, ctx):  # noqa: ANN001 - typer's (vendored) click Context
+        try:
+            return super().invoke(ctx)
+        except HashretError as exc:
+            if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    name="hashret",
+    cls=HashretGroup,
+    help="Deep-hashing image retrieval: train a network that turns images into short binary "
+    "codes, search them by Hamming distance and measure retrieval exactly.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hashret {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Deep-hashing image retrieval.
+
+    Example: hashret data info digits
+    """
+
+
+app.add_typer(data_cmd.app, name="data")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The record type every dataset reader returns."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a dataset.
+
+    ``label`` indexes ``ImageDataset.classes``; ``split`` is "train", "val" or "test";
+    ``box`` is an optional (x, y, width, height) bounding box in pixels.
+    """
+
+    path: Path
+    label: int
+    split: str
+    box: tuple[float, float, float, float] | None = None
+
+
+@dataclass
+class ImageDataset:
+    """Records plus class names, the same for every dataset reader."""
+
+    name: str
+    root: Path
+    classes: list[str]
+    records: list[ImageRecord]
+    warnings: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> list[ImageRecord]:
+        """The records of one split, in reader order."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        return [r for r in self.records if r.split == name]
+
+    def counts(self) -> dict[str, int]:
+        """Images per split (every split present, zeros included)."""
+        counter = Counter(r.split for r in self.records)
+        return {s: counter.get(s, 0) for s in SPLITS}
