@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def say(message: str, *, quiet: bool = False) -> None:

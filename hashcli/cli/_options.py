@@ -37,7 +37,7 @@ DataRootOpt = Annotated[
     Path | None,
     typer.Option(
         "--data-root",
-        help=f"Where the datasets live [default: ${DATA_ENV}, else ./data].",
+        help=f"Where the datasets live (default: ${DATA_ENV}, else ./data).",
         show_default=False,
     ),
 ]
@@ -45,13 +45,13 @@ WorkdirOpt = Annotated[
     Path | None,
     typer.Option(
         "--workdir",
-        help=f"Folder holding the runs [default: ${WORKDIR_ENV}, else ./runs].",
+        help=f"Folder holding the runs (default: ${WORKDIR_ENV}, else ./runs).",
         show_default=False,
     ),
 ]
 RunOpt = Annotated[
     str | None,
-    typer.Option("--run", help="Run name (in the workdir) or path [default: the latest run]."),
+    typer.Option("--run", help="Run name (in the workdir) or path (default: the latest run)."),
 ]
 BitsOpt = Annotated[
     int, typer.Option("--bits", "-b", help="Code length in bits: a multiple of 8 from 8 to 1024.")
@@ -59,11 +59,31 @@ BitsOpt = Annotated[
 DeviceOpt = Annotated[
     str, typer.Option("--device", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N.")
 ]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")
-]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bars or status lines on stderr.")
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 TopOpt = Annotated[int, typer.Option("--top", "-k", help="Number of results per query.")]
+
+
+def _prefix(names, incomplete: str) -> list[str]:
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def complete_backbone(incomplete: str) -> list[str]:
+    from hashcli.model.names import BACKBONE_NAMES
+
+    return _prefix(BACKBONE_NAMES, incomplete)
+
+
+def complete_miner(incomplete: str) -> list[str]:
+    from hashcli.train.names import MINER_NAMES
+
+    return _prefix(MINER_NAMES, incomplete)
+
+
+def complete_schedule(incomplete: str) -> list[str]:
+    from hashcli.train.names import SCHEDULE_NAMES
+
+    return _prefix(SCHEDULE_NAMES, incomplete)

@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from hashcli import __version__
 from hashcli.cli import data as data_cmd
+from hashcli.cli import train as train_cmd
 from hashcli.errors import HashretError
 
 DEBUG_ENV = "HASHRET_DEBUG"
@@ -64,6 +65,7 @@ def _root(
     """
 
 
+app.command("train")(train_cmd.train_command)
 app.add_typer(data_cmd.app, name="data")
 
 

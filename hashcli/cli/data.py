@@ -2,11 +2,198 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from hashcli.cli._console import err, out
+from hashcli.cli._options import DataRootOpt, DatasetArg, JsonOpt, QuietOpt, SeedOpt
+from hashcli.errors import DataError, HashretError
 
 app = typer.Typer(help="Inspect, check and download datasets.", no_args_is_help=True)
 
+ValFractionOpt = Annotated[
+    float,
+    typer.Option("--val-fraction", help="Share of each class's train images held out as val."),
+]
+
+
+def _print_json(value: object) -> None:
+    out.print(json.dumps(value, indent=2), markup=False, highlight=False, emoji=False)
+
+
+def _tell(message: str, *, quiet: bool = False) -> None:
+    """A line for people on stderr, never wrapped (paths must stay copyable)."""
+    if not quiet:
+        err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def _warn(warnings: list[str], quiet: bool) -> None:
+    for warning in warnings:
+        _tell(f"Warning: {warning}", quiet=quiet)
+
 
 @app.command("info")
-def info() -> None:
-    """Placeholder, replaced by the data work."""
+def info(
+    dataset: DatasetArg,
+    data_root: DataRootOpt = None,
+    val_fraction: ValFractionOpt = 0.1,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Show where a dataset is, its classes and its images per split.
+
+    Val is carved from the train split (stratified, seeded): train + val = the train split.
+
+    Example: hashret data info cub --data-root ~/datasets
+    """
+    from hashcli.data import load_dataset
+
+    ds = load_dataset(dataset, data_root, val_fraction=val_fraction, seed=seed)
+    counts = ds.counts()
+    summary = {
+        "dataset": ds.name,
+        "root": str(ds.root),
+        "classes": ds.num_classes,
+        "images": counts,
+        "train_total": counts["train"] + counts["val"],
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "image_size": ds.image_size,
+        "hflip": ds.hflip,
+        "boxes": ds.has_boxes,
+        "class_names": ds.classes,
+        "warnings": ds.warnings,
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    _warn(ds.warnings, quiet)
+    train_total = counts["train"] + counts["val"]
+    lines = [
+        f"dataset  {ds.name}",
+        f"root     {ds.root}",
+        f"classes  {ds.num_classes}",
+        f"train    {train_total:,} (train {counts['train']:,} + val {counts['val']:,}; "
+        f"val = {val_fraction:.0%} of each class, seed {seed})",
+        f"test     {counts['test']:,}",
+        f"boxes    {'yes' if ds.has_boxes else 'no'}",
+        f"size     {ds.image_size} px, horizontal flips {'on' if ds.hflip else 'off'}",
+    ]
+    _tell("\n".join(lines))
+
+
+@app.command("check")
+def check(
+    dataset: DatasetArg,
+    data_root: DataRootOpt = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Decoding threads (default: one per CPU, at most 8).")
+    ] = 0,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Decode every image of a dataset; list the files that fail (exit status 1 if any).
+
+    Example: hashret data check folder --data-root ./my_photos
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from hashcli.data import load_dataset
+    from hashcli.data.images import find_unreadable
+
+    ds = load_dataset(dataset, data_root)
+    if not as_json:
+        _warn(ds.warnings, quiet)
+    paths = [r.path for r in ds.records]
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"decoding {ds.name}", total=len(paths))
+        failures = find_unreadable(
+            paths,
+            workers=workers or None,
+            progress=lambda done, _: bar.update(task, completed=done),
+        )
+    if as_json:
+        report = {
+            "dataset": ds.name,
+            "root": str(ds.root),
+            "images": len(paths),
+            "failed": [{"path": str(p), "reason": reason} for p, reason in failures],
+        }
+        _print_json(report)
+    else:
+        for _, reason in failures:
+            _tell(f"  {reason}")
+        if not failures:
+            _tell(f"all {len(paths):,} images of {ds.name} decode", quiet=quiet)
+    if failures:
+        raise DataError(f"{len(failures):,} of {len(paths):,} images of {ds.name} cannot be read")
+
+
+@app.command("download")
+def download(
+    dataset: Annotated[
+        str, typer.Argument(help="cub or dogs.", show_default=False, metavar="cub|dogs")
+    ],
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to", help="Folder to put it in (default: the data root).", show_default=False
+        ),
+    ] = None,
+    keep_archives: Annotated[
+        bool, typer.Option("--keep-archives", help="Keep the downloaded archives.")
+    ] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Download the official archives, verify their checksums and extract them.
+
+    Resumable: after an interruption, run it again.
+
+    Offline: put the archives in the --to folder by hand and run it to verify and extract them.
+
+    Example: hashret data download cub --to ~/datasets
+    """
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from hashcli.data import resolve_data_root
+    from hashcli.data.download import DOWNLOADS, download_dataset
+
+    if dataset not in DOWNLOADS:
+        raise HashretError(f"cannot download {dataset!r}: choose one of {', '.join(DOWNLOADS)}")
+    destination = resolve_data_root(to)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"downloading {dataset}", total=None)
+        folder = download_dataset(
+            dataset,
+            destination,
+            keep_archives=keep_archives,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    _tell(f"{dataset} is ready in {folder} (use --data-root {destination})", quiet=quiet)

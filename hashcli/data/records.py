@@ -25,13 +25,20 @@ class ImageRecord:
 
 @dataclass
 class ImageDataset:
-    """Records plus class names, the same for every dataset reader."""
+    """Records plus class names, the same for every dataset reader.
+
+    ``warnings`` holds messages for people (an unofficial image count, an empty class folder);
+    ``image_size`` is the recommended input size in pixels and ``hflip`` whether a horizontal
+    flip is a valid augmentation (not for digits).
+    """
 
     name: str
     root: Path
     classes: list[str]
     records: list[ImageRecord]
     warnings: list[str] = field(default_factory=list)
+    image_size: int = 224
+    hflip: bool = True
 
     def split(self, name: str) -> list[ImageRecord]:
         """The records of one split, in reader order."""
@@ -43,3 +50,13 @@ class ImageDataset:
         """Images per split (every split present, zeros included)."""
         counter = Counter(r.split for r in self.records)
         return {s: counter.get(s, 0) for s in SPLITS}
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (``len(classes)``)."""
+        return len(self.classes)
+
+    @property
+    def has_boxes(self) -> bool:
+        """True when at least one record carries a bounding box."""
+        return any(r.box is not None for r in self.records)

@@ -1,0 +1,191 @@
+"""``hashret train``: train a hashing network; one library call, rich progress on stderr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hashcli.cli._console import err, out
+from hashcli.cli._options import (
+    BitsOpt,
+    DataRootOpt,
+    DatasetOpt,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    SeedOpt,
+    WorkdirOpt,
+    complete_backbone,
+    complete_miner,
+    complete_schedule,
+)
+
+
+def train_command(
+    dataset: DatasetOpt = "digits",
+    data_root: DataRootOpt = None,
+    bits: BitsOpt = 48,
+    backbone: Annotated[
+        str,
+        typer.Option(
+            help="Backbone network (tiny is a small CNN for CPU runs).",
+            autocompletion=complete_backbone,
+        ),
+    ] = "resnet18",
+    pretrained: Annotated[
+        bool, typer.Option("--pretrained/--no-pretrained", help="Start from ImageNet weights.")
+    ] = True,
+    weights: Annotated[
+        Path | None, typer.Option(help="Start the backbone from this state-dict file.")
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Epochs (default: 15 for digits, 90 otherwise); with --resume, a new total.",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch (P classes x K images).")] = 64,
+    per_class: Annotated[int, typer.Option(help="K: images per class in a batch.")] = 4,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Input size in pixels (default: 32 for digits, 224 otherwise).", show_default=False
+        ),
+    ] = None,
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="Triplet mining: batch-all (the original), batch-hard or semi-hard.",
+            autocompletion=complete_miner,
+        ),
+    ] = "batch-all",
+    margin: Annotated[
+        float | None, typer.Option(help="Triplet margin (default: bits/4).", show_default=False)
+    ] = None,
+    quantization: Annotated[
+        float, typer.Option(help="Weight of the term pulling outputs toward +-1.")
+    ] = 0.0,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the hash head.")] = 1e-3,
+    backbone_lr_mult: Annotated[
+        float, typer.Option(help="Backbone learning rate as a multiple of --lr.")
+    ] = 1.0,
+    schedule: Annotated[
+        str,
+        typer.Option(
+            help="Learning-rate schedule: cosine, inverse-sqrt (the original) or "
+            "constant, each after a linear warmup.",
+            autocompletion=complete_schedule,
+        ),
+    ] = "cosine",
+    warmup: Annotated[
+        int | None,
+        typer.Option(
+            help="Warmup steps (default: 5% of the steps; 4000 for inverse-sqrt).",
+            show_default=False,
+        ),
+    ] = None,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of each class's train images kept for validation.")
+    ] = 0.1,
+    crop: Annotated[
+        bool, typer.Option("--crop/--no-crop", help="Crop to bounding boxes (cub, dogs).")
+    ] = False,
+    device: DeviceOpt = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Image-decoding worker processes (default: half the cores).", show_default=False
+        ),
+    ] = None,
+    seed: SeedOpt = 0,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            help="Run name (default: <dataset>-<backbone>-<bits>b-<time>); "
+            "with --resume, the run to continue (default: the current run).",
+        ),
+    ] = None,
+    workdir: WorkdirOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue a run from its last.pt.")] = False,
+    skip_bad_images: Annotated[
+        bool, typer.Option(help="Skip unreadable images (counted) instead of failing.")
+    ] = False,
+    eval_every: Annotated[int, typer.Option(help="Validate every N epochs.")] = 1,
+    compile: Annotated[bool, typer.Option(help="torch.compile the model (GPU runs).")] = False,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop after this many steps (resumable), e.g. for a quick look.",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a hashing network and encode the dataset with the best model.
+
+    The run folder (in the workdir) gets config.json, model.pt (best on validation), last.pt,
+    metrics.jsonl, codes/database.h5 (train split) and codes/queries.h5 (test split), and
+    becomes the current run used by encode, index, query and eval.
+
+    Example: hashret train --dataset digits --backbone tiny --bits 32
+    """
+    from hashcli.cli._train_view import RichTrainObserver
+    from hashcli.train.loop import TrainConfig, train
+
+    config = TrainConfig(
+        dataset=dataset,
+        data_root=str(data_root) if data_root is not None else None,
+        bits=bits,
+        backbone=backbone,
+        pretrained=pretrained,
+        weights=str(weights) if weights is not None else None,
+        epochs=epochs,
+        batch_size=batch_size,
+        per_class=per_class,
+        image_size=image_size,
+        miner=loss,
+        margin=margin,
+        quantization_weight=quantization,
+        lr=lr,
+        backbone_lr_mult=backbone_lr_mult,
+        schedule=schedule,
+        warmup_steps=warmup,
+        val_fraction=val_fraction,
+        crop_to_box=crop,
+        device=device,
+        workers=workers,
+        seed=seed,
+        eval_every=eval_every,
+        skip_bad_images=skip_bad_images,
+        compile=compile,
+        max_steps=max_steps,
+    )
+    observer = RichTrainObserver(quiet=quiet)
+    with observer:
+        result = train(config, workdir=workdir, run=run, resume=resume, observer=observer)
+    summary: dict[str, Any] = {
+        "run": result.run_dir.name,
+        "run_dir": str(result.run_dir),
+        "finished": result.finished,
+        "steps": result.steps,
+        "best_val_map": result.best_val_map,
+        "best_epoch": result.best_epoch,
+        "test": result.test,
+        "skipped_images": len(result.skipped_images),
+    }
+    if json_output:
+        import json
+
+        out.print(json.dumps(summary), markup=False)
+    elif not quiet:
+        observer.summary(summary)
+    if result.skipped_images and not quiet:
+        err.print(
+            f"Skipped {len(result.skipped_images)} unreadable image(s); listed in "
+            f"{result.run_dir / 'config.json'}"
+        )

@@ -1,0 +1,20 @@
+"""Small helpers shared by the dataset readers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+SHOWN = 5
+"""How many offending items an error message shows."""
+
+
+def first_few(items: Sequence[object], shown: int = SHOWN) -> str:
+    """``a, b, c (and 12 more)``: the first items of a list, for error messages."""
+    head = ", ".join(str(item) for item in items[:shown])
+    rest = len(items) - shown
+    return f"{head} (and {rest} more)" if rest > 0 else head
+
+
+def plural(n: int, word: str) -> str:
+    """``1 image``, ``3 images``."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"

@@ -1,0 +1,197 @@
+"""Run folders inside a work directory, and which run is current.
+
+A workdir (``--workdir``, ``$HASHRET_WORKDIR``, else ``./runs``) holds one folder per training
+run plus a small text file ``CURRENT`` naming the current run: the latest one trained, or the
+one chosen with ``hashret runs use``. Commands that take ``--run`` accept a run name (a folder of
+the workdir) or a path to a run folder; without ``--run`` they use the current run.
+
+Run folder layout::
+
+    config.json       the full training configuration (and what happened: skipped images...)
+    model.pt          best checkpoint on the validation split
+    last.pt           latest checkpoint (model, optimiser, schedule, sampler, RNG) for --resume
+    metrics.jsonl     one JSON object per evaluation
+    summary.json      final figures (validation and test mAP, timings)
+    codes/database.h5 train split encoded with the best model
+    codes/queries.h5  test split encoded with the best model
+    index/            FAISS binary index over codes/database.h5
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hashcli.errors import HashretError
+from hashcli.fileio import write_json_atomic, write_text_atomic
+from hashcli.paths import default_workdir
+
+CURRENT_FILE = "CURRENT"
+CONFIG_FILE = "config.json"
+BEST_CHECKPOINT = "model.pt"
+LAST_CHECKPOINT = "last.pt"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+DATABASE_CODES = "codes/database.h5"
+QUERY_CODES = "codes/queries.h5"
+INDEX_DIR = "index"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def resolve_workdir(workdir: str | Path | None) -> Path:
+    """The given workdir, else the default (environment, then ./runs)."""
+    return Path(workdir) if workdir is not None else default_workdir()
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one folder name: letters, digits and ``._+-``."""
+    if not _NAME_RE.match(name):
+        raise HashretError(
+            f"invalid run name {name!r}: use letters, digits and . _ + - "
+            "(no slashes or spaces), starting with a letter or digit"
+        )
+    return name
+
+
+def default_run_name(dataset: str, backbone: str, bits: int) -> str:
+    """``<dataset>-<backbone>-<bits>b-<YYYYmmdd-HHMMSS>``."""
+    return f"{dataset}-{backbone}-{bits}b-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file()
+
+
+def current_run_name(workdir: Path) -> str | None:
+    """The name in ``<workdir>/CURRENT``, or None."""
+    marker = workdir / CURRENT_FILE
+    if not marker.is_file():
+        return None
+    name = marker.read_text(encoding="utf-8").strip()
+    return name or None
+
+
+def set_current_run(workdir: Path, run_dir: Path) -> None:
+    """Make ``run_dir`` (a folder of ``workdir``) the current run."""
+    run_dir = Path(run_dir)
+    if run_dir.resolve().parent != Path(workdir).resolve():
+        raise HashretError(f"{run_dir} is not a run folder of the workdir {workdir}")
+    write_text_atomic(Path(workdir) / CURRENT_FILE, run_dir.name + "\n")
+
+
+def resolve_run(run: str | Path | None, workdir: str | Path | None = None) -> Path:
+    """The folder of a run given by name, by path, or (None) the current run of the workdir."""
+    wd = resolve_workdir(workdir)
+    if run is None:
+        name = current_run_name(wd)
+        if name is None:
+            raise HashretError(
+                f"no current run in the workdir {wd}: train one with "
+                "`hashret train --dataset digits --backbone tiny --bits 32`, or name one with "
+                "--run (see `hashret runs`)"
+            )
+        candidate = wd / name
+        if not is_run_dir(candidate):
+            raise HashretError(
+                f"the current run {name!r} of {wd} has no {CONFIG_FILE} (deleted or unfinished?); "
+                "pick another with `hashret runs use NAME`"
+            )
+        return candidate
+    run_str = str(run)
+    as_path = Path(run_str).expanduser()
+    for candidate in (wd / run_str, as_path):
+        if is_run_dir(candidate):
+            return candidate
+    raise HashretError(
+        f"no run {run_str!r}: neither {wd / run_str} nor {as_path} is a run folder "
+        f"(with a {CONFIG_FILE}); list the runs with `hashret runs`"
+    )
+
+
+def list_runs(workdir: str | Path | None = None) -> list[Path]:
+    """Run folders of the workdir, oldest first (by config.json time)."""
+    wd = resolve_workdir(workdir)
+    if not wd.is_dir():
+        return []
+    runs = [p for p in wd.iterdir() if p.is_dir() and is_run_dir(p)]
+    return sorted(runs, key=lambda p: ((p / CONFIG_FILE).stat().st_mtime, p.name))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HashretError(f"{path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise HashretError(f"{path} is not valid JSON ({exc})") from None
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    write_json_atomic(run_dir / CONFIG_FILE, config)
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    return read_json(run_dir / CONFIG_FILE)
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """One JSON line per evaluation (appended and flushed; a torn last line is ignored on read)."""
+    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+@dataclass
+class RunInfo:
+    """What ``hashret runs`` shows for one run."""
+
+    name: str
+    path: Path
+    dataset: str | None
+    bits: int | None
+    backbone: str | None
+    epochs: int | None
+    best_val_map: float | None
+    test_map: float | None
+    created: str | None
+    current: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "path": str(self.path)}
+
+
+def run_info(run_dir: Path, current: bool = False) -> RunInfo:
+    config = read_config(run_dir)
+    summary = {}
+    if (run_dir / SUMMARY_FILE).is_file():
+        summary = read_json(run_dir / SUMMARY_FILE)
+    return RunInfo(
+        name=run_dir.name,
+        path=run_dir,
+        dataset=config.get("dataset"),
+        bits=config.get("bits"),
+        backbone=config.get("backbone"),
+        epochs=summary.get("epochs_done", config.get("epochs")),
+        best_val_map=summary.get("best_val_map"),
+        test_map=summary.get("test_map"),
+        created=config.get("created"),
+        current=current,
+    )

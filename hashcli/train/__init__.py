@@ -1,0 +1,30 @@
+"""Training pieces: losses with miners and distances, the P x K batch sampler, optimiser and
+learning-rate schedules. The training loop itself is ``hashcli.train.loop``.
+
+Importing this package is cheap (no torch); the pieces live in submodules::
+
+    from hashcli.train.losses import build_loss, TripletMarginLoss
+    from hashcli.train.miners import BatchAllMiner, BatchHardMiner, SemiHardMiner
+    from hashcli.train.sampler import PKSampler
+    from hashcli.train.schedule import build_optimizer, build_scheduler
+"""
+
+from __future__ import annotations
+
+from hashcli.train.names import (
+    DEFAULT_MINER,
+    DEFAULT_SCHEDULE,
+    LOSS_NAMES,
+    MINER_NAMES,
+    REDUCTION_NAMES,
+    SCHEDULE_NAMES,
+)
+
+__all__ = [
+    "DEFAULT_MINER",
+    "DEFAULT_SCHEDULE",
+    "LOSS_NAMES",
+    "MINER_NAMES",
+    "REDUCTION_NAMES",
+    "SCHEDULE_NAMES",
+]

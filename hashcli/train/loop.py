@@ -1,0 +1,615 @@
+"""The training run: P x K batches, triplet loss, validation-based model selection, final codes.
+
+:func:`train` is what ``hashret train`` calls. It creates (or resumes) a run folder in the
+workdir (see :mod:`hashcli.runs` for the layout), trains, selects the best model on the
+validation split (tie-aware mAP of validation queries against the rest of the train split),
+then encodes the whole train split (database) and the test split (queries) with the best model
+and scores the test split once. The test split is never used to choose anything.
+
+Progress reaches the caller through a :class:`TrainObserver`, so this module imports no rich.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hashcli import __version__, runs
+from hashcli.errors import HashretError
+
+#: Default number of epochs when ``--epochs`` is not given.
+DEFAULT_EPOCHS = {"digits": 15}
+DEFAULT_EPOCHS_OTHER = 90
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as the run's ``config.json``)."""
+
+    dataset: str = "digits"
+    data_root: str | None = None
+    bits: int = 48
+    backbone: str = "resnet18"
+    pretrained: bool = True
+    weights: str | None = None
+    epochs: int | None = None
+    batch_size: int = 64
+    per_class: int = 4
+    image_size: int | None = None
+    loss: str = "triplet"
+    miner: str = "batch-all"
+    margin: float | None = None
+    reduction: str = "all"
+    quantization_weight: float = 0.0
+    lr: float = 1e-3
+    backbone_lr_mult: float = 1.0
+    schedule: str = "cosine"
+    warmup_steps: int | None = None
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1
+    crop_to_box: bool = False
+    device: str = "auto"
+    workers: int | None = None
+    seed: int = 0
+    eval_every: int = 1
+    skip_bad_images: bool = False
+    compile: bool = False
+    max_steps: int | None = None
+    encode_batch_size: int = 128
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TrainObserver:
+    """Receives progress; the default does nothing. The CLI renders it with rich."""
+
+    def message(self, text: str) -> None:
+        """A line for people (what is happening, where files go)."""
+
+    def start(self, info: dict[str, Any]) -> None:
+        """Before the first step: run folder, device, steps per epoch, effective batch and lr."""
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int, done: int) -> None:
+        """``steps`` in this epoch, ``done`` of them already taken (a resumed epoch)."""
+
+    def step(self, stats: dict[str, float]) -> None:
+        """After every optimiser step: epoch, step, loss, lr, images_per_s."""
+
+    def epoch_end(self, epoch: int) -> None:
+        """After an epoch."""
+
+    def phase(self, name: str, total: int) -> Callable[[int, int], None]:
+        """A sub-task such as encoding; returns ``progress(done, total)``."""
+        return lambda done, total: None
+
+    def phase_end(self, name: str) -> None:
+        """The sub-task started by :meth:`phase` is over."""
+
+    def evaluation(self, record: dict[str, Any]) -> None:
+        """A line of metrics.jsonl (epoch, loss, lr, val mAP, images/s...)."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_val_map: float | None
+    best_epoch: int | None
+    test: dict[str, Any] | None
+    steps: int
+    epochs_done: int
+    finished: bool
+    skipped_images: list[str] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def evaluate_codes(
+    query_codes: np.ndarray,
+    query_labels: np.ndarray,
+    db_codes: np.ndarray,
+    db_labels: np.ndarray,
+    bits: int,
+) -> dict[str, Any]:
+    """Tie-aware and index-order mAP of queries against a database (single-label)."""
+    from hashcli.metrics import evaluate
+
+    report = evaluate(query_codes, query_labels, db_codes, db_labels, bits=bits)
+    return {
+        "map": report.map,
+        "map_index_order": report.map_index_order,
+        "map_pessimistic": report.map_pessimistic,
+        "map_optimistic": report.map_optimistic,
+        "n_queries": report.n_queries,
+        "n_database": report.n_database,
+    }
+
+
+class _Interrupt:
+    """Turns SIGTERM into KeyboardInterrupt while training, so both save ``last.pt``."""
+
+    def __enter__(self) -> _Interrupt:
+        self._previous = None
+        with contextlib.suppress(ValueError):  # not the main thread
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _prepare_run(config: TrainConfig, workdir: Path, run: str | None, resume: bool) -> Path:
+    if resume:
+        run_dir = runs.resolve_run(run, workdir)
+        if not (run_dir / runs.LAST_CHECKPOINT).is_file():
+            raise HashretError(
+                f"cannot resume {run_dir}: it has no {runs.LAST_CHECKPOINT} "
+                "(it stopped before the first checkpoint); start it again without --resume"
+            )
+        return run_dir
+    name = (
+        runs.check_run_name(run)
+        if run
+        else runs.default_run_name(config.dataset, config.backbone, config.bits)
+    )
+    run_dir = workdir / name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise HashretError(
+            f"the run folder {run_dir} already exists; continue it with "
+            f"`hashret train --resume --run {name}` or choose another --run"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def train(
+    config: TrainConfig,
+    *,
+    workdir: str | Path | None = None,
+    run: str | None = None,
+    resume: bool = False,
+    observer: TrainObserver | None = None,
+) -> TrainResult:
+    """Train (or resume) a run; returns where it is and its figures."""
+    from hashcli.data import load_dataset
+    from hashcli.data.torch_data import ImageRecordDataset, RecordLoader
+    from hashcli.data.transforms import train_transform
+    from hashcli.model.checkpoint import (
+        capture_rng_state,
+        load_checkpoint,
+        model_from_state,
+        model_state,
+        restore_rng_state,
+        save_checkpoint,
+    )
+    from hashcli.model.device import autocast, default_workers, resolve_device
+    from hashcli.model.registry import create_model
+    from hashcli.train.losses import build_loss
+    from hashcli.train.sampler import PKSampler
+    from hashcli.train.schedule import build_optimizer, build_scheduler
+
+    obs = observer or TrainObserver()
+    wd = runs.resolve_workdir(workdir)
+    run_dir = _prepare_run(config, wd, run, resume)
+    checkpoint = None
+    if resume:
+        checkpoint = load_checkpoint(run_dir / runs.LAST_CHECKPOINT)
+        saved = runs.read_config(run_dir)["train"]
+        overrides = {"max_steps": config.max_steps, "device": config.device}
+        if config.epochs is not None:
+            overrides["epochs"] = config.epochs
+        config = TrainConfig(**{**saved, **overrides})
+        obs.message(f"Resuming {run_dir} at step {checkpoint['step']}")
+
+    device = resolve_device(config.device)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    workers = default_workers() if config.workers is None else config.workers
+    seed_everything(config.seed)
+
+    dataset = load_dataset(
+        config.dataset,
+        config.data_root,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        boxes=config.crop_to_box,
+    )
+    for warning in dataset.warnings:
+        obs.message(f"Warning: {warning}")
+    train_records = dataset.split("train")
+    val_records = dataset.split("val")
+    test_records = dataset.split("test")
+    if len(train_records) < 2:
+        raise HashretError(f"the {config.dataset} train split has {len(train_records)} images")
+    epochs = config.epochs or DEFAULT_EPOCHS.get(config.dataset, DEFAULT_EPOCHS_OTHER)
+    image_size = config.image_size or dataset.image_size
+
+    # P classes x K images; P never exceeds the classes present.
+    n_classes = len({r.label for r in train_records})
+    k = max(2, config.per_class)
+    p = min(max(2, config.batch_size // k), n_classes)
+    if p < 2:
+        raise HashretError("triplet training needs at least 2 classes in the train split")
+    sampler = PKSampler([r.label for r in train_records], p, k, seed=config.seed)
+    steps_per_epoch = sampler.num_batches
+    total_steps = epochs * steps_per_epoch
+    warmup = (
+        config.warmup_steps
+        if config.warmup_steps is not None
+        else (4000 if config.schedule == "inverse-sqrt" else max(1, total_steps // 20))
+    )
+    if config.schedule == "cosine" and warmup >= total_steps:
+        warmup = max(0, total_steps - 1)
+
+    if checkpoint is not None:
+        model = model_from_state(checkpoint, source=str(run_dir / runs.LAST_CHECKPOINT))
+    else:
+        model = create_model(
+            config.backbone,
+            config.bits,
+            pretrained=config.pretrained,
+            weights=config.weights,
+            image_size=image_size,
+        )
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if config.compile else model
+
+    loss_fn = build_loss(
+        config.loss,
+        bits=config.bits,
+        miner=config.miner,
+        margin=config.margin,
+        reduction=config.reduction,
+        quantization_weight=config.quantization_weight,
+    )
+    optimizer = build_optimizer(
+        model,
+        config.lr,
+        backbone_lr_mult=config.backbone_lr_mult,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = build_scheduler(
+        optimizer, config.schedule, warmup_steps=warmup, total_steps=total_steps
+    )
+
+    step = 0
+    start_epoch = 0
+    best_val: float | None = None
+    best_epoch: int | None = None
+    skipped: list[str] = []
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        sampler.load_state_dict(checkpoint["sampler"])
+        restore_rng_state(checkpoint["rng"])
+        step = int(checkpoint["step"])
+        start_epoch = int(checkpoint["epoch"])
+        best_val = checkpoint.get("best_val_map")
+        best_epoch = checkpoint.get("best_epoch")
+        skipped = list(checkpoint.get("skipped_images", []))
+
+    record_config = {
+        "train": config.to_dict(),
+        "resolved": {
+            "epochs": epochs,
+            "image_size": image_size,
+            "p": p,
+            "k": k,
+            "effective_batch_size": p * k,
+            "steps_per_epoch": steps_per_epoch,
+            "total_steps": total_steps,
+            "warmup_steps": warmup,
+            "margin": loss_fn.margin if hasattr(loss_fn, "margin") else config.margin,
+            "device": str(device),
+            "workers": workers,
+            "world_size": 1,
+        },
+        "dataset": config.dataset,
+        "data_root": str(dataset.root),
+        "classes": dataset.classes,
+        "counts": dataset.counts(),
+        "backbone": config.backbone,
+        "bits": config.bits,
+        "epochs": epochs,
+        "hashret_version": __version__,
+        "torch_version": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "skipped_images": skipped,
+    }
+    if resume:
+        previous = runs.read_config(run_dir)
+        record_config["created"] = previous.get("created", record_config["created"])
+    runs.write_config(run_dir, record_config)
+    runs.set_current_run(wd, run_dir)
+
+    train_set = ImageRecordDataset(
+        train_records,
+        train_transform(image_size, hflip=dataset.hflip),
+        crop_to_box=config.crop_to_box,
+        skip_bad_images=config.skip_bad_images,
+    )
+    loader = RecordLoader(
+        train_set,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
+
+    obs.start(
+        {
+            "run_dir": str(run_dir),
+            "device": str(device),
+            "epochs": epochs,
+            "steps_per_epoch": steps_per_epoch,
+            "total_steps": total_steps,
+            "batch": f"{p} classes x {k} images = {p * k}",
+            "lr": config.lr,
+            "schedule": config.schedule,
+            "warmup_steps": warmup,
+            "train": len(train_records),
+            "val": len(val_records),
+            "test": len(test_records),
+            "start_step": step,
+        }
+    )
+
+    def make_state(epoch: int, position: int) -> dict[str, Any]:
+        return {
+            **model_state(model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "sampler": sampler.state_dict(position),
+            "rng": capture_rng_state(),
+            "step": step,
+            "epoch": epoch,
+            "best_val_map": best_val,
+            "best_epoch": best_epoch,
+            "skipped_images": skipped,
+            "train_config": config.to_dict(),
+        }
+
+    def encode(records: list, name: str):
+        from hashcli.model.encode import encode_records
+
+        progress = obs.phase(name, len(records))
+        try:
+            result = encode_records(
+                model,
+                records,
+                device=device,
+                image_size=image_size,
+                batch_size=config.encode_batch_size,
+                workers=workers,
+                skip_bad_images=config.skip_bad_images,
+                crop_to_box=config.crop_to_box,
+                progress=progress,
+            )
+        finally:
+            obs.phase_end(name)
+        for path in result.bad_paths:
+            if path not in skipped:
+                skipped.append(path)
+        return result
+
+    def validate(epoch: int, loss_value: float, lr_value: float, ips: float) -> None:
+        nonlocal best_val, best_epoch
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "step": step,
+            "loss": loss_value,
+            "lr": lr_value,
+            "images_per_s": ips,
+        }
+        if val_records:
+            q = encode(val_records, "validation queries")
+            db = encode(train_records, "validation database")
+            scores = evaluate_codes(q.codes, q.labels, db.codes, db.labels, config.bits)
+            record["val_map"] = scores["map"]
+            record["val_map_index_order"] = scores["map_index_order"]
+            improved = best_val is None or scores["map"] > best_val
+        else:
+            improved = True  # no validation split: keep the latest model
+        if improved:
+            best_val = record.get("val_map")
+            best_epoch = epoch
+            save_checkpoint(run_dir / runs.BEST_CHECKPOINT, make_state(epoch, 0))
+        record["best"] = improved
+        runs.append_metrics(run_dir, record)
+        obs.evaluation(record)
+
+    finished = False
+    epoch = start_epoch
+    position = 0  # batches of the current epoch consumed (what a mid-epoch checkpoint records)
+    stopped_early = False
+    with _Interrupt():
+        try:
+            for epoch in range(start_epoch, epochs):
+                sampler.set_epoch(epoch)
+                position = steps_per_epoch - len(sampler)
+                obs.epoch_start(epoch + 1, epochs, steps_per_epoch, position)
+                model.train()
+                loss_sum, loss_count = 0.0, 0
+                images_seen, epoch_start = 0, time.perf_counter()
+                for batch in loader:
+                    if len(batch.labels) >= 2:
+                        images = batch.images.to(device, non_blocking=True)
+                        labels = batch.labels.to(device, non_blocking=True)
+                        if device.type == "cuda":
+                            images = images.contiguous(memory_format=torch.channels_last)
+                        with autocast(device):
+                            outputs = forward(images)
+                        loss = loss_fn(outputs.float(), labels)
+                        if not torch.isfinite(loss):
+                            raise HashretError(
+                                f"the loss became {loss.item()} at step {step + 1}; lower --lr"
+                            )
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        optimizer.step()
+                        loss_sum += float(loss.detach())
+                        loss_count += 1
+                        images_seen += len(labels)
+                    for item in batch.bad:
+                        if item.path not in skipped:
+                            skipped.append(item.path)
+                    scheduler.step()
+                    step += 1
+                    position += 1
+                    elapsed = time.perf_counter() - epoch_start
+                    obs.step(
+                        {
+                            "epoch": epoch + 1,
+                            "step": step,
+                            "loss": loss_sum / max(1, loss_count),
+                            "lr": optimizer.param_groups[-1]["lr"],
+                            "images_per_s": images_seen / elapsed if elapsed > 0 else 0.0,
+                        }
+                    )
+                    if config.max_steps is not None and step >= config.max_steps:
+                        stopped_early = True
+                        break
+                elapsed = time.perf_counter() - epoch_start
+                ips = images_seen / elapsed if elapsed > 0 else 0.0
+                if stopped_early and position < steps_per_epoch:
+                    save_checkpoint(run_dir / runs.LAST_CHECKPOINT, make_state(epoch, position))
+                    obs.epoch_end(epoch + 1)
+                    break
+                obs.epoch_end(epoch + 1)
+                lr_now = optimizer.param_groups[-1]["lr"]
+                mean_loss = loss_sum / max(1, loss_count)
+                if (epoch + 1) % max(1, config.eval_every) == 0 or epoch + 1 == epochs:
+                    validate(epoch + 1, mean_loss, lr_now, ips)
+                save_checkpoint(run_dir / runs.LAST_CHECKPOINT, make_state(epoch + 1, 0))
+                if stopped_early:
+                    break
+            else:
+                finished = True
+        except KeyboardInterrupt:
+            if position >= steps_per_epoch:  # interrupted while validating: the epoch is done
+                save_checkpoint(run_dir / runs.LAST_CHECKPOINT, make_state(epoch + 1, 0))
+            else:
+                save_checkpoint(run_dir / runs.LAST_CHECKPOINT, make_state(epoch, position))
+            raise HashretError(
+                f"interrupted at step {step}; the run is saved in {run_dir}: continue it with "
+                f"`hashret train --resume --run {run_dir.name}`"
+            ) from None
+
+    result = TrainResult(
+        run_dir=run_dir,
+        best_val_map=best_val,
+        best_epoch=best_epoch,
+        test=None,
+        steps=step,
+        epochs_done=epochs if finished else epoch,
+        finished=finished,
+        skipped_images=skipped,
+    )
+    if not finished:
+        obs.message(
+            f"Stopped at step {step} of {total_steps}; continue with "
+            f"`hashret train --resume --run {run_dir.name}`"
+        )
+        _write_summary(run_dir, result, total_steps)
+        return result
+
+    # The best model encodes the database (the whole train split, validation images included)
+    # and the queries (the test split); the test split is scored once, here.
+    best = load_checkpoint(run_dir / runs.BEST_CHECKPOINT)
+    model = model_from_state(best, source=str(run_dir / runs.BEST_CHECKPOINT)).to(device)
+    result.test = _final_codes(
+        model, run_dir, config, dataset, train_records + val_records, test_records, encode, obs
+    )
+    config_now = runs.read_config(run_dir)
+    config_now["skipped_images"] = skipped
+    runs.write_config(run_dir, config_now)
+    _write_summary(run_dir, result, total_steps)
+    return result
+
+
+def _final_codes(model, run_dir, config, dataset, db_records, query_records, encode, obs):
+    from hashcli.codes.store import CodeFile, write_codes
+
+    provenance = {
+        "model_fingerprint": model.fingerprint(),
+        "backbone": config.backbone,
+        "dataset": config.dataset,
+        "run": run_dir.name,
+    }
+    files = {}
+    encoded = {}
+    for split, records, target in (
+        ("train", db_records, runs.DATABASE_CODES),
+        ("test", query_records, runs.QUERY_CODES),
+    ):
+        if not records:
+            continue
+        enc = encode(records, f"encoding {split} split")
+        kept = [records[i] for i in enc.rows]
+        write_codes(
+            run_dir / target,
+            CodeFile(
+                codes=enc.codes,
+                bits=config.bits,
+                labels=enc.labels,
+                paths=[str(r.path) for r in kept],
+                attrs={**provenance, "split": split, "class_names": list(dataset.classes)},
+            ),
+        )
+        files[split] = run_dir / target
+        encoded[split] = enc
+        obs.message(f"Wrote {run_dir / target} ({len(enc.rows)} codes)")
+    if "train" not in encoded or "test" not in encoded:
+        return None
+    scores = evaluate_codes(
+        encoded["test"].codes,
+        encoded["test"].labels,
+        encoded["train"].codes,
+        encoded["train"].labels,
+        config.bits,
+    )
+    return scores
+
+
+def _write_summary(run_dir: Path, result: TrainResult, total_steps: int) -> None:
+    from hashcli.fileio import write_json_atomic
+
+    test = result.test or {}
+    write_json_atomic(
+        run_dir / runs.SUMMARY_FILE,
+        {
+            "finished": result.finished,
+            "steps": result.steps,
+            "total_steps": total_steps,
+            "epochs_done": result.epochs_done,
+            "best_val_map": result.best_val_map,
+            "best_epoch": result.best_epoch,
+            "test_map": test.get("map"),
+            "test_map_index_order": test.get("map_index_order"),
+            "test": test or None,
+            "skipped_images": len(result.skipped_images),
+        },
+    )
+
+
+__all__ = ["TrainConfig", "TrainObserver", "TrainResult", "evaluate_codes", "train"]

@@ -1,0 +1,16 @@
+"""Names of the training pieces, torch-free so shell completion and ``--help`` stay instant.
+The factories in :mod:`hashcli.train.losses` and :mod:`hashcli.train.schedule` must agree
+with these (a test checks)."""
+
+from __future__ import annotations
+
+#: Metric losses (each takes a miner and a distance).
+LOSS_NAMES: tuple[str, ...] = ("triplet",)
+#: Online triplet mining inside a batch; ``batch-all`` is the original project's.
+MINER_NAMES: tuple[str, ...] = ("batch-all", "batch-hard", "semi-hard")
+DEFAULT_MINER = "batch-all"
+#: How per-triplet losses are averaged: over all mined triplets (the original) or the non-zero.
+REDUCTION_NAMES: tuple[str, ...] = ("all", "nonzero")
+#: Learning-rate schedules; ``inverse-sqrt`` is the original (XLM's AdamInverseSqrtWithWarmup).
+SCHEDULE_NAMES: tuple[str, ...] = ("inverse-sqrt", "cosine", "constant")
+DEFAULT_SCHEDULE = "inverse-sqrt"
