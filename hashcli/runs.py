@@ -195,3 +195,29 @@ def run_info(run_dir: Path, current: bool = False) -> RunInfo:
         created=config.get("created"),
         current=current,
     )
+
+
+def resolve_checkpoint(
+    run: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    workdir: str | Path | None = None,
+) -> tuple[Path, Path | None]:
+    """The model checkpoint to use and its run folder (None for a loose ``checkpoint``).
+
+    ``checkpoint`` wins when given; otherwise the best checkpoint (``model.pt``) of ``run``
+    (a name or path; None means the current run).
+    """
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise HashretError(f"checkpoint {path} does not exist")
+        run_dir = path.parent if is_run_dir(path.parent) else None
+        return path, run_dir
+    run_dir = resolve_run(run, workdir)
+    path = run_dir / BEST_CHECKPOINT
+    if not path.is_file():
+        raise HashretError(
+            f"the run {run_dir} has no {BEST_CHECKPOINT} yet (it has not finished an "
+            f"evaluation); continue it with `hashret train --resume --run {run_dir.name}`"
+        )
+    return path, run_dir

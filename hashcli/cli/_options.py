@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -49,9 +50,52 @@ WorkdirOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _typed_workdir(ctx: typer.Context) -> Path:
+    """The ``--workdir`` already typed on the command line (this command or a parent group),
+    else ``$HASHRET_WORKDIR``, else ``./runs``."""
+    from hashcli.runs import resolve_workdir
+
+    while ctx is not None:
+        value = ctx.params.get("workdir")
+        if value:
+            return resolve_workdir(Path(value).expanduser())
+        ctx = ctx.parent
+    return resolve_workdir(None)
+
+
+def complete_run(ctx: typer.Context, incomplete: str) -> list[str | tuple[str, str]]:
+    """Run names of the workdir: folder names holding a config.json (no file is parsed, so a
+    TAB stays instant however large the runs are); the current run says so in zsh and fish."""
+    from hashcli.runs import CONFIG_FILE, current_run_name
+
+    workdir = _typed_workdir(ctx)
+    try:
+        entries = sorted(os.scandir(workdir), key=lambda entry: entry.name)
+    except OSError:  # no workdir yet, or unreadable: nothing to offer
+        return []
+    try:
+        current = current_run_name(workdir)
+    except (OSError, ValueError):
+        current = None
+    names: list[str | tuple[str, str]] = []
+    for entry in entries:
+        if not entry.name.startswith(incomplete) or not entry.is_dir():
+            continue
+        if not os.path.isfile(os.path.join(entry.path, CONFIG_FILE)):
+            continue
+        names.append((entry.name, "current run") if entry.name == current else entry.name)
+    return names
+
+
 RunOpt = Annotated[
     str | None,
-    typer.Option("--run", help="Run name (in the workdir) or path (default: the latest run)."),
+    typer.Option(
+        "--run",
+        help="Run name (in the workdir) or path (default: the latest run).",
+        autocompletion=complete_run,
+    ),
 ]
 BitsOpt = Annotated[
     int, typer.Option("--bits", "-b", help="Code length in bits: a multiple of 8 from 8 to 1024.")
@@ -87,3 +131,10 @@ def complete_schedule(incomplete: str) -> list[str]:
     from hashcli.train.names import SCHEDULE_NAMES
 
     return _prefix(SCHEDULE_NAMES, incomplete)
+
+
+def complete_index_type(incomplete: str) -> list[str]:
+    # hashcli.index.params is faiss-free (its package __init__ costs a numpy import, ~50 ms).
+    from hashcli.index.params import INDEX_TYPES
+
+    return _prefix(INDEX_TYPES, incomplete)

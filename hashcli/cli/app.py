@@ -16,6 +16,9 @@ from typer.core import TyperGroup
 
 from hashcli import __version__
 from hashcli.cli import data as data_cmd
+from hashcli.cli import encode as encode_cmd
+from hashcli.cli import eval as eval_cmd
+from hashcli.cli import runs as runs_cmd
 from hashcli.cli import train as train_cmd
 from hashcli.errors import HashretError
 
@@ -66,7 +69,10 @@ def _root(
 
 
 app.command("train")(train_cmd.train_command)
+app.command("encode")(encode_cmd.encode_command)
 app.add_typer(data_cmd.app, name="data")
+app.command("eval")(eval_cmd.eval_command)
+app.add_typer(runs_cmd.app, name="runs")
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ Progress reaches the caller through a :class:`TrainObserver`, so this module imp
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -566,6 +567,7 @@ def _final_codes(model, run_dir, config, dataset, db_records, query_records, enc
             continue
         enc = encode(records, f"encoding {split} split")
         kept = [records[i] for i in enc.rows]
+        (run_dir / target).parent.mkdir(parents=True, exist_ok=True)
         write_codes(
             run_dir / target,
             CodeFile(
@@ -573,7 +575,7 @@ def _final_codes(model, run_dir, config, dataset, db_records, query_records, enc
                 bits=config.bits,
                 labels=enc.labels,
                 paths=[str(r.path) for r in kept],
-                attrs={**provenance, "split": split, "class_names": list(dataset.classes)},
+                attrs={**provenance, "split": split, "class_names": json.dumps(dataset.classes)},
             ),
         )
         files[split] = run_dir / target
