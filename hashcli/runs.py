@@ -14,7 +14,7 @@ Run folder layout::
     summary.json      final figures (validation and test mAP, timings)
     codes/database.h5 train split encoded with the best model
     codes/queries.h5  test split encoded with the best model
-    index/            FAISS binary index over codes/database.h5
+    index/database.faiss (+ .json)  FAISS binary index over codes/database.h5
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ SUMMARY_FILE = "summary.json"
 DATABASE_CODES = "codes/database.h5"
 QUERY_CODES = "codes/queries.h5"
 INDEX_DIR = "index"
+INDEX_FILE = "index/database.faiss"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -104,11 +105,13 @@ def resolve_run(run: str | Path | None, workdir: str | Path | None = None) -> Pa
         return candidate
     run_str = str(run)
     as_path = Path(run_str).expanduser()
-    for candidate in (wd / run_str, as_path):
+    candidates = list(dict.fromkeys([wd / run_str, as_path]))
+    for candidate in candidates:
         if is_run_dir(candidate):
             return candidate
+    where = " nor ".join(str(c) for c in candidates)
     raise HashretError(
-        f"no run {run_str!r}: neither {wd / run_str} nor {as_path} is a run folder "
+        f"no run {run_str!r}: {'neither ' if len(candidates) > 1 else ''}{where} is a run folder "
         f"(with a {CONFIG_FILE}); list the runs with `hashret runs`"
     )
 
@@ -221,3 +224,18 @@ def resolve_checkpoint(
             f"evaluation); continue it with `hashret train --resume --run {run_dir.name}`"
         )
     return path, run_dir
+
+
+def run_code_files(
+    run: str | Path | None = None, workdir: str | Path | None = None
+) -> tuple[Path, Path]:
+    """The (queries, database) code files of a run (None: the current run)."""
+    run_dir = resolve_run(run, workdir)
+    queries, database = run_dir / QUERY_CODES, run_dir / DATABASE_CODES
+    for path in (queries, database):
+        if not path.is_file():
+            raise HashretError(
+                f"the run {run_dir.name} has no {path.relative_to(run_dir)} yet (unfinished?); "
+                f"continue it with `hashret train --resume --run {run_dir.name}`"
+            )
+    return queries, database

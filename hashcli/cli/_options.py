@@ -93,7 +93,7 @@ RunOpt = Annotated[
     str | None,
     typer.Option(
         "--run",
-        help="Run name (in the workdir) or path (default: the latest run).",
+        help="Run name (in the workdir) or path (default: the current run).",
         autocompletion=complete_run,
     ),
 ]

@@ -1,7 +1,195 @@
-"""``hashret eval``: placeholder, replaced by the evaluator work."""
+"""``hashret eval``: exact retrieval metrics of query codes against database codes."""
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
-def eval_command() -> None:
-    """Evaluate retrieval (not wired yet)."""
+import typer
+from rich.markup import escape
+
+from hashcli.cli._console import err, say
+from hashcli.cli._options import JsonOpt, QuietOpt, RunOpt, WorkdirOpt
+
+if TYPE_CHECKING:
+    from hashcli.metrics import RetrievalReport
+
+
+def _parse_top_k(value: str | None) -> list[int]:
+    if value is None:
+        return []
+    ks = []
+    for part in value.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise typer.BadParameter(
+                f"{value!r} is not a list of positive integers (example: 100,1000)"
+            )
+        ks.append(int(part))
+    return sorted(set(ks))
+
+
+QueriesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--queries", help="Query code file (.h5 or .npz).", dir_okay=False, show_default=False
+    ),
+]
+DatabaseOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--database",
+        help="Database code file (.h5 or .npz).",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+
+
+def eval_command(
+    queries: QueriesOpt = None,
+    database: DatabaseOpt = None,
+    top_k: Annotated[
+        str | None,
+        typer.Option(
+            "--top-k",
+            help="Comma-separated cut-offs for mAP@k, precision@k and recall@k, e.g. 100,1000.",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: JsonOpt = False,
+    per_class: Annotated[
+        bool, typer.Option("--per-class", help="Also report the mAP of each class.")
+    ] = False,
+    pr_curve: Annotated[
+        Path | None,
+        typer.Option(
+            "--pr-curve",
+            help="Write the precision-recall curve by Hamming radius to this PNG file.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    run: RunOpt = None,
+    workdir: WorkdirOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Evaluate Hamming ranking of query codes against database codes.
+
+    Without --queries and --database: the test-split queries against the train-split database
+    of a run (--run, default the current run).
+
+    Relevance: same class (single-label) or any shared label (multi-label).
+
+    The headline mAP is tie-aware (expected AP over random orders within distance ties).
+
+    Also shown: its bounds, and the mAP with ties broken by database index.
+
+    Examples:
+
+      hashret eval
+
+      hashret eval --queries test.h5 --database train.h5
+
+      hashret eval --queries q.npz --database db.npz --top-k 100,1000 --json
+    """
+    ks = _parse_top_k(top_k)
+    if (queries is None) != (database is None):
+        raise typer.BadParameter(
+            "give both --queries and --database (code files: .h5 or .npz), or neither to "
+            "evaluate a run",
+            param_hint="'--queries' / '--database'",
+        )
+    if queries is None:
+        from hashcli.runs import run_code_files
+
+        queries, database = run_code_files(run, workdir)
+        say(f"Evaluating {escape(str(queries))} against {escape(str(database))}", quiet=quiet)
+    elif run is not None:
+        raise typer.BadParameter("--run cannot be combined with --queries/--database")
+    from hashcli.metrics import evaluate_code_files
+
+    with _progress(quiet) as progress:
+        report = evaluate_code_files(queries, database, top_k=ks, progress=progress)
+    if pr_curve is not None:
+        from hashcli.metrics.plot import save_pr_curve
+
+        save_pr_curve(report.pr_curve, pr_curve, bits=report.bits)
+        say(f"Wrote the precision-recall curve to {escape(str(pr_curve))}", quiet=quiet)
+    if json_output:
+        # One line: easy to pipe into jq or to read back line by line.
+        typer.echo(json.dumps(_json_safe(report.to_dict(per_class=per_class))))
+        return
+    _render(report, per_class=per_class)
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A transient progress bar on stderr, only when it is a terminal."""
+    if quiet or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("Evaluating", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities are not JSON: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def _render(report: RetrievalReport, *, per_class: bool) -> None:
+    from rich.table import Table
+
+    kind = "multi-label" if report.multi_label else "single-label"
+    table = Table(
+        title=f"{report.bits}-bit codes: {report.n_queries:,} queries x "
+        f"{report.n_database:,} database items ({kind})",
+        title_justify="left",
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("mAP (tie-aware)", _fmt(report.map))
+    table.add_row(
+        "  pessimistic .. optimistic",
+        f"{_fmt(report.map_pessimistic)} .. {_fmt(report.map_optimistic)}",
+    )
+    table.add_row("mAP, ties by database index", _fmt(report.map_index_order))
+    for k in report.map_at_k:
+        table.add_row(f"mAP@{k}", _fmt(report.map_at_k[k]))
+        table.add_row(f"precision@{k}", _fmt(report.precision_at_k[k]))
+        table.add_row(f"recall@{k}", _fmt(report.recall_at_k[k]))
+    table.add_row("precision within radius 2", _fmt(report.precision_at_radius_2))
+    table.add_row("  queries with no item within radius 2", f"{report.n_queries_empty_radius_2:,}")
+    table.add_row(
+        "queries without a relevant item (skipped)", f"{report.n_queries_without_relevant:,}"
+    )
+    err.print(table)
+    if per_class:
+        classes = Table(title="Per-class mAP (worst first)", title_justify="left")
+        classes.add_column("class", justify="right")
+        if report.class_names is not None:
+            classes.add_column("name")
+        classes.add_column("queries", justify="right")
+        classes.add_column("mAP", justify="right")
+        for label, entry in sorted(report.per_class.items(), key=lambda item: item[1].map):
+            name = [escape(report.class_name(label) or "")] if report.class_names else []
+            classes.add_row(str(label), *name, f"{entry.n_queries:,}", _fmt(entry.map))
+        err.print(classes)

@@ -19,6 +19,7 @@ from hashcli.cli._options import (
     WorkdirOpt,
     complete_backbone,
     complete_miner,
+    complete_run,
     complete_schedule,
 )
 
@@ -107,6 +108,7 @@ def train_command(
             "--run",
             help="Run name (default: <dataset>-<backbone>-<bits>b-<time>); "
             "with --resume, the run to continue (default: the current run).",
+            autocompletion=complete_run,
         ),
     ] = None,
     workdir: WorkdirOpt = None,

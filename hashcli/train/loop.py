@@ -581,6 +581,13 @@ def _final_codes(model, run_dir, config, dataset, db_records, query_records, enc
         files[split] = run_dir / target
         encoded[split] = enc
         obs.message(f"Wrote {run_dir / target} ({len(enc.rows)} codes)")
+    if "train" in encoded:
+        # `hashret query` works right after training: the flat (exact) index of the database.
+        from hashcli.index.binary_index import build_index_from_codes
+
+        index = build_index_from_codes(run_dir / runs.DATABASE_CODES, "flat")
+        index.save(run_dir / runs.INDEX_FILE)
+        obs.message(f"Wrote {run_dir / runs.INDEX_FILE} (flat index, {index.ntotal} codes)")
     if "train" not in encoded or "test" not in encoded:
         return None
     scores = evaluate_codes(

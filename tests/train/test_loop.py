@@ -106,6 +106,11 @@ def test_smoke_run_writes_every_file(tmp_path):
     classes = json.loads(queries.attrs["class_names"])
     assert [classes[i] for i in queries.labels] == [labels_by_path[p] for p in queries.paths]
 
+    from hashcli.index.binary_index import BinaryIndex
+
+    index = BinaryIndex.load(run_dir / runs.INDEX_FILE)
+    assert index.ntotal == n_train and index.model_fingerprint == fingerprint
+
     summary = json.loads((run_dir / "summary.json").read_text())
     assert 0.0 <= summary["test_map"] <= 1.0
 

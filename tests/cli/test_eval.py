@@ -1,0 +1,151 @@
+"""``hashret eval``: wiring, JSON output, the PR curve image, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hashcli.cli.app import app
+from hashcli.codes import CodeFile, pack_binary, pack_bits, read_codes, write_codes
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def files(tmp_path):
+    """The hand-checked 5-item case of tests/metrics/test_evaluate.py, as code files."""
+    database = pack_binary(
+        np.array([[0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [1, 1, 0, 0]])
+    )
+    queries = pack_binary(np.array([[0, 0, 0, 0], [1, 1, 1, 1]]))
+    write_codes(tmp_path / "q.h5", CodeFile(queries, 4, labels=np.array([7, 99])))
+    write_codes(tmp_path / "d.h5", CodeFile(database, 4, labels=np.array([3, 3, 7, 7, 7])))
+    return tmp_path
+
+
+def _run(*args: str):
+    return runner.invoke(app, ["eval", *map(str, args)])
+
+
+def test_json_output(files):
+    result = _run(
+        "--queries", files / "q.h5", "--database", files / "d.h5", "--json", "--top-k", "4,2"
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["map"] == pytest.approx(8 / 15)
+    assert report["map_pessimistic"] == pytest.approx(43 / 90)
+    assert report["map_optimistic"] == pytest.approx(53 / 90)
+    assert report["map_index_order"] == pytest.approx(43 / 90)
+    assert (report["bits"], report["n_queries"], report["n_database"]) == (4, 2, 5)
+    assert report["n_queries_without_relevant"] == 1
+    assert report["precision_at_radius_2"] == pytest.approx(3 / 5)
+    assert report["map_at_k"] == pytest.approx({"2": 1 / 6, "4": 1 / 3})
+    assert report["precision_at_k"] == pytest.approx({"2": 1 / 3, "4": 1 / 2})
+    assert report["recall_at_k"] == pytest.approx({"2": 2 / 9, "4": 2 / 3})
+    assert "per_class" not in report
+
+
+def test_table_per_class_and_pr_curve(files):
+    from PIL import Image
+
+    png = files / "pr.png"
+    result = _run(
+        "--queries", files / "q.h5", "--database", files / "d.h5", "--per-class",
+        "--pr-curve", png,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # people's output goes to stderr
+    assert "mAP (tie-aware)" in result.stderr and "0.5333" in result.stderr
+    assert "Per-class" in result.stderr
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size[0] > 300
+    assert sorted(p.name for p in files.iterdir()) == ["d.h5", "pr.png", "q.h5"]  # no temp file
+
+
+def test_per_class_in_json(files):
+    result = _run(
+        "--queries", files / "q.h5", "--database", files / "d.h5", "--json", "--per-class"
+    )
+    assert json.loads(result.stdout)["per_class"] == {
+        "7": {"map": pytest.approx(8 / 15), "n_queries": 1}
+    }
+
+
+def test_class_names_recorded_in_the_file_are_shown(files):
+    names = [f"{i:03d}.Bird_{i}" for i in range(8)]
+    cf = read_codes(files / "q.h5")
+    cf.attrs["class_names"] = json.dumps(names)
+    write_codes(files / "named.h5", cf)
+    args = ["--queries", files / "named.h5", "--database", files / "d.h5", "--per-class"]
+    assert json.loads(_run(*args, "--json").stdout)["per_class"]["7"]["name"] == "007.Bird_7"
+    assert "007.Bird_7" in _run(*args).stderr
+
+
+def _error(result) -> str:
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    return lines[0]
+
+
+def test_errors_are_one_line_and_exit_1(files):
+    q, d = files / "q.h5", files / "d.h5"
+    write_codes(files / "b8.h5", CodeFile(pack_bits(np.ones((2, 8))), 8, labels=np.zeros(2, int)))
+    assert "4-bit codes but" in _error(_run("--queries", q, "--database", files / "b8.h5"))
+    write_codes(
+        files / "multi.h5", CodeFile(pack_bits(np.ones((2, 4))), 4, labels=np.ones((2, 3), bool))
+    )
+    assert "multi-label" in _error(_run("--queries", files / "multi.h5", "--database", d))
+    write_codes(
+        files / "empty.h5", CodeFile(np.zeros((0, 1), np.uint8), 4, labels=np.zeros(0, int))
+    )
+    assert "holds no codes" in _error(_run("--queries", q, "--database", files / "empty.h5"))
+    assert "does not exist" in _error(_run("--queries", q, "--database", files / "nope.h5"))
+    (files / "junk.h5").write_text("not a code file")
+    assert "not an HDF5 file" in _error(_run("--queries", q, "--database", files / "junk.h5"))
+
+
+def test_usage_errors_exit_2(files):
+    assert _run("--queries", files / "q.h5").exit_code == 2  # a later issue defaults these
+    result = _run("--queries", files / "q.h5", "--database", files / "d.h5", "--top-k", "ten")
+    assert result.exit_code == 2
+
+
+def test_eval_without_paths_uses_the_current_run(tmp_path, monkeypatch):
+    """A run folder made by hand: distances 0, 1, 2 (no ties), so AP is arithmetic."""
+    import numpy as np
+
+    from hashcli import runs
+    from hashcli.codes import CodeFile, write_codes
+
+    workdir = tmp_path / "runs"
+    run_dir = workdir / "r1"
+    (run_dir / "codes").mkdir(parents=True)
+    (run_dir / "config.json").write_text("{}")
+    runs.set_current_run(workdir, run_dir)
+    # query 0b00000000 (label 0); database at distances 0 (label 1), 1 (label 0), 2 (label 0)
+    write_codes(
+        run_dir / runs.QUERY_CODES,
+        CodeFile(codes=np.array([[0]], np.uint8), bits=8, labels=np.array([0])),
+    )
+    write_codes(
+        run_dir / runs.DATABASE_CODES,
+        CodeFile(
+            codes=np.array([[0b00000000], [0b10000000], [0b11000000]], np.uint8),
+            bits=8,
+            labels=np.array([1, 0, 0]),
+        ),
+    )
+    monkeypatch.setenv("HASHRET_WORKDIR", str(workdir))
+    result = runner.invoke(app, ["eval", "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    # relevant items at ranks 2 and 3: AP = (1/2 + 2/3) / 2
+    assert json.loads(result.stdout)["map"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+    result = runner.invoke(app, ["eval", "--run", "nope"])
+    assert result.exit_code == 1 and result.stderr.startswith("Error: no run 'nope'")

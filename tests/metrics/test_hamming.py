@@ -1,0 +1,81 @@
+"""The blockwise engine: histograms and index-order AP against per-query brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hashcli.codes import pack_bits
+from hashcli.metrics import hamming, hamming_histograms
+
+
+def _case(seed: int, *, multi: bool, sorted_database: bool = False):
+    rng = np.random.default_rng(seed)
+    bits = int(rng.choice([3, 8, 13, 24, 64]))
+    nq, nd = int(rng.integers(1, 30)), int(rng.integers(1, 250))
+    # Few distinct codes, so that distance ties are everywhere.
+    pool = rng.standard_normal((int(rng.integers(2, 12)), bits))
+    query_codes = pack_bits(pool[rng.integers(len(pool), size=nq)])
+    database_codes = pack_bits(pool[rng.integers(len(pool), size=nd)])
+    if multi:
+        query_labels = rng.random((nq, 4)) < 0.35
+        database_labels = rng.random((nd, 4)) < 0.35
+    else:
+        classes = int(rng.integers(1, 7))
+        query_labels = rng.integers(0, classes + 1, nq)  # class `classes` may be absent
+        database_labels = rng.integers(0, classes, nd)
+        if sorted_database:  # like CUB's train split: the database in class order
+            database_labels = np.sort(database_labels)
+    return query_codes, database_codes, bits, query_labels, database_labels
+
+
+def _reference(oracle, query_codes, database_codes, bits, query_labels, database_labels):
+    dist = oracle.distances(query_codes, database_codes, bits)
+    rel = oracle.relevance(query_labels, database_labels)
+    all_counts = np.stack([np.bincount(d, minlength=bits + 1) for d in dist])
+    relevant_counts = np.stack(
+        [np.bincount(d[m], minlength=bits + 1) for d, m in zip(dist, rel, strict=True)]
+    )
+    stable = np.array(
+        [oracle.stable_ap(d, m) if m.any() else np.nan for d, m in zip(dist, rel, strict=True)]
+    )
+    return all_counts, relevant_counts, stable
+
+
+@pytest.mark.parametrize("backend", ["faiss", "numpy"])
+@pytest.mark.parametrize("path", ["table", "sort", "auto"])
+@pytest.mark.parametrize("multi", [False, True])
+def test_matches_brute_force(oracle, monkeypatch, backend, path, multi):
+    # "table" and "sort" force one way of counting same-distance items before each relevant
+    # item; "auto" lets the engine choose per step.
+    threshold = {"table": 1e12, "sort": 0.0, "auto": hamming._SORT_WHEN_TABLE_PER_PAIR}[path]
+    monkeypatch.setattr(hamming, "_SORT_WHEN_TABLE_PER_PAIR", threshold)
+    for seed in range(12):
+        case = _case(seed, multi=multi, sorted_database=seed % 2 == 1)
+        all_counts, relevant_counts, stable = _reference(oracle, *case)
+        for pairs_per_step in (5, 1 << 18):  # many small steps, and one step per block
+            got = hamming_histograms(
+                *case, backend=backend, pairs_per_step=pairs_per_step, threads=2
+            )
+            assert np.array_equal(got.all_counts, all_counts)
+            assert np.array_equal(got.relevant_counts, relevant_counts)
+            assert np.array_equal(np.isnan(got.ap_index_order), np.isnan(stable))
+            ok = ~np.isnan(stable)
+            assert np.abs(got.ap_index_order[ok] - stable[ok]).max(initial=0) <= 1e-12
+
+
+def test_blocks_cover_every_query_once_and_report_progress():
+    case = _case(5, multi=False)
+    seen: list[tuple[int, int]] = []
+    blocks = list(
+        hamming.iter_rank_blocks(*case, progress=lambda done, total: seen.append((done, total)))
+    )
+    queries = np.concatenate([b.queries for b in blocks])
+    assert sorted(queries.tolist()) == list(range(len(case[0])))
+    assert seen[-1] == (len(case[0]), len(case[0]))
+
+
+def test_label_kinds_must_agree():
+    codes = np.zeros((2, 1), np.uint8)
+    with pytest.raises(ValueError, match="single-label or both multi-label"):
+        hamming_histograms(codes, codes, 8, np.zeros(2, np.int64), np.zeros((2, 3), bool))
