@@ -95,6 +95,8 @@ RunOpt = Annotated[
         "--run",
         help="Run name (in the workdir) or path (default: the current run).",
         autocompletion=complete_run,
+        envvar="HASHRET_RUN",
+        show_envvar=False,
     ),
 ]
 BitsOpt = Annotated[

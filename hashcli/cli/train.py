@@ -109,6 +109,10 @@ def train_command(
             help="Run name (default: <dataset>-<backbone>-<bits>b-<time>); "
             "with --resume, the run to continue (default: the current run).",
             autocompletion=complete_run,
+            # torchrun swallows `--run` as an abbreviation of its own --run-path
+            # (pytorch/pytorch#120601): under torchrun set HASHRET_RUN instead.
+            envvar="HASHRET_RUN",
+            show_envvar=False,
         ),
     ] = None,
     workdir: WorkdirOpt = None,
@@ -136,6 +140,10 @@ def train_command(
 
     Example: hashret train --dataset digits --backbone tiny --bits 32
     """
+    from hashcli.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun only rank 0 talks
+        quiet, json_output = True, False
     from hashcli.cli._train_view import RichTrainObserver
     from hashcli.train.loop import TrainConfig, train
 

@@ -7,6 +7,22 @@ then encodes the whole train split (database) and the test split (queries) with 
 and scores the test split once. The test split is never used to choose anything.
 
 Progress reaches the caller through a :class:`TrainObserver`, so this module imports no rich.
+
+Several processes (``torchrun --nproc_per_node N -m hashcli train ...``, on one node or many):
+the model is wrapped in DistributedDataParallel (NCCL on GPUs, gloo on CPUs; see
+:mod:`hashcli.distributed`), each process trains on its own P x K batches (the sampler hands
+rank r the batches r, r + N, ... of one shared list, so every batch keeps its P classes x K
+images) and gradients are averaged. ``--batch-size`` is per process: the effective batch is
+P x K x N, and the learning rate is used as given (not scaled with N; config.json records
+both). Loss and images/s are summed over the processes every step. Validation and the final
+codes are encoded in contiguous shards, one per process, gathered in input order on rank 0,
+which computes the mAP and broadcasts it, so every process takes the same "best" decision.
+Only rank 0 writes: the run folder (its name chosen by rank 0), config, checkpoints (of the
+unwrapped model, loadable by a single process), metrics, codes, index and CURRENT; the others
+wait at barriers. Every process reads ``last.pt`` to resume (the workdir must be on a
+filesystem all nodes share) and restores its own random state and sampler position; a run
+resumes only with the number of processes it was started with. Progress goes to the observer
+on rank 0 only.
 """
 
 from __future__ import annotations
@@ -20,13 +36,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from hashcli import __version__, runs
 from hashcli.errors import HashretError
+
+if TYPE_CHECKING:
+    from hashcli.distributed import Distributed
 
 #: Default number of epochs when ``--epochs`` is not given.
 DEFAULT_EPOCHS = {"digits": 15}
@@ -157,6 +176,35 @@ class _Interrupt:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def _default_workers(dist: Distributed) -> int:
+    """Decoding workers per process: half the cores, shared among this node's processes."""
+    from hashcli.model.device import default_workers
+
+    if not dist.is_distributed:
+        return default_workers()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, (cores or 2) // (2 * max(1, dist.local_world_size))))
+
+
+def _create_model_once_per_node(dist: Distributed, build: Callable[[], Any]) -> Any:
+    """``build()`` in the first process of each node, then in the others: pretrained weights
+    missing from the node's cache are downloaded once, and a failure stops every process."""
+    model = None
+    outcome: tuple[str, Any] = ("ok", None)
+    if dist.local_rank == 0:
+        try:
+            model = build()
+        except HashretError as exc:
+            outcome = ("error", (type(exc), str(exc)))
+    dist.agree(outcome)
+    return model if model is not None else build()
+
+
+def _merge_unique(lists: list[list[str]]) -> list[str]:
+    """The union of ``lists`` in order of first appearance."""
+    return list(dict.fromkeys(item for items in lists for item in items))
+
+
 def _prepare_run(config: TrainConfig, workdir: Path, run: str | None, resume: bool) -> Path:
     if resume:
         run_dir = runs.resolve_run(run, workdir)
@@ -189,10 +237,30 @@ def train(
     resume: bool = False,
     observer: TrainObserver | None = None,
 ) -> TrainResult:
-    """Train (or resume) a run; returns where it is and its figures."""
+    """Train (or resume) a run; returns where it is and its figures.
+
+    Under torchrun every process calls this and gets the same result; see the module
+    docstring for what each process does.
+    """
+    from hashcli.distributed import distributed_session
+
+    with distributed_session(config.device) as dist:
+        return _train(config, dist, workdir=workdir, run=run, resume=resume, observer=observer)
+
+
+def _train(
+    config: TrainConfig,
+    dist: Distributed,
+    *,
+    workdir: str | Path | None,
+    run: str | None,
+    resume: bool,
+    observer: TrainObserver | None,
+) -> TrainResult:
     from hashcli.data import load_dataset
     from hashcli.data.torch_data import ImageRecordDataset, RecordLoader
     from hashcli.data.transforms import train_transform
+    from hashcli.distributed import cpu_threads_per_process
     from hashcli.model.checkpoint import (
         capture_rng_state,
         load_checkpoint,
@@ -201,15 +269,17 @@ def train(
         restore_rng_state,
         save_checkpoint,
     )
-    from hashcli.model.device import autocast, default_workers, resolve_device
+    from hashcli.model.device import autocast
     from hashcli.model.registry import create_model
     from hashcli.train.losses import build_loss
     from hashcli.train.sampler import PKSampler
     from hashcli.train.schedule import build_optimizer, build_scheduler
 
-    obs = observer or TrainObserver()
+    # Progress bars and messages come from rank 0 only.
+    obs = (observer or TrainObserver()) if dist.is_main else TrainObserver()
     wd = runs.resolve_workdir(workdir)
-    run_dir = _prepare_run(config, wd, run, resume)
+    # Rank 0 creates the folder (or checks the one to resume) and names it for everyone.
+    run_dir = dist.run_on_main(lambda: _prepare_run(config, wd, run, resume))
     checkpoint = None
     if resume:
         checkpoint = load_checkpoint(run_dir / runs.LAST_CHECKPOINT)
@@ -218,13 +288,27 @@ def train(
         if config.epochs is not None:
             overrides["epochs"] = config.epochs
         config = TrainConfig(**{**saved, **overrides})
+        saved_world = (checkpoint.get("sampler") or {}).get("world_size", 1)
+        if saved_world != dist.world_size:
+            raise HashretError(
+                f"{run_dir} was trained by {saved_world} process(es) and this is "
+                f"{dist.world_size}: resume it with the same number of processes "
+                f"(torchrun --nnodes x --nproc_per_node = {saved_world}; 1 is plain hashret)"
+            )
         obs.message(f"Resuming {run_dir} at step {checkpoint['step']}")
 
-    device = resolve_device(config.device)
+    device = dist.device
     if device.type == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
-    workers = default_workers() if config.workers is None else config.workers
-    seed_everything(config.seed)
+        # One process: every core. Several on one node: OMP_NUM_THREADS or a share each.
+        threads = (
+            cpu_threads_per_process(dist.local_world_size)
+            if dist.is_distributed
+            else max(1, os.cpu_count() or 1)
+        )
+        torch.set_num_threads(threads)
+    workers = _default_workers(dist) if config.workers is None else config.workers
+    # Each rank its own augmentation stream; DDP copies rank 0's initial weights to all.
+    seed_everything(config.seed + dist.rank)
 
     dataset = load_dataset(
         config.dataset,
@@ -249,8 +333,15 @@ def train(
     p = min(max(2, config.batch_size // k), n_classes)
     if p < 2:
         raise HashretError("triplet training needs at least 2 classes in the train split")
-    sampler = PKSampler([r.label for r in train_records], p, k, seed=config.seed)
-    steps_per_epoch = sampler.num_batches
+    sampler = PKSampler(
+        [r.label for r in train_records],
+        p,
+        k,
+        seed=config.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+    )
+    steps_per_epoch = sampler.num_batches  # per process: the ranks take turns in one list
     total_steps = epochs * steps_per_epoch
     warmup = (
         config.warmup_steps
@@ -263,17 +354,27 @@ def train(
     if checkpoint is not None:
         model = model_from_state(checkpoint, source=str(run_dir / runs.LAST_CHECKPOINT))
     else:
-        model = create_model(
-            config.backbone,
-            config.bits,
-            pretrained=config.pretrained,
-            weights=config.weights,
-            image_size=image_size,
+        model = _create_model_once_per_node(
+            dist,
+            lambda: create_model(
+                config.backbone,
+                config.bits,
+                pretrained=config.pretrained,
+                weights=config.weights,
+                image_size=image_size,
+            ),
         )
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model) if config.compile else model
+    trained: torch.nn.Module = model  # what the steps call; checkpoints hold `model` itself
+    if dist.is_distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    forward = torch.compile(trained) if config.compile else trained
 
     loss_fn = build_loss(
         config.loss,
@@ -302,7 +403,11 @@ def train(
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         sampler.load_state_dict(checkpoint["sampler"])
-        restore_rng_state(checkpoint["rng"])
+        per_rank = checkpoint.get("rng_per_rank")
+        if isinstance(per_rank, list) and len(per_rank) == dist.world_size:
+            restore_rng_state(per_rank[dist.rank])
+        else:  # a single process, or a distributed run saved on an interrupt (rank 0's only)
+            restore_rng_state(checkpoint["rng"])
         step = int(checkpoint["step"])
         start_epoch = int(checkpoint["epoch"])
         best_val = checkpoint.get("best_val_map")
@@ -316,14 +421,18 @@ def train(
             "image_size": image_size,
             "p": p,
             "k": k,
-            "effective_batch_size": p * k,
+            "batch_size_per_process": p * k,
+            "effective_batch_size": p * k * dist.world_size,
+            "lr": config.lr,
+            "lr_scaling": "none",
             "steps_per_epoch": steps_per_epoch,
             "total_steps": total_steps,
             "warmup_steps": warmup,
             "margin": loss_fn.margin if hasattr(loss_fn, "margin") else config.margin,
             "device": str(device),
             "workers": workers,
-            "world_size": 1,
+            "world_size": dist.world_size,
+            "backend": dist.backend,
         },
         "dataset": config.dataset,
         "data_root": str(dataset.root),
@@ -337,11 +446,13 @@ def train(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "skipped_images": skipped,
     }
-    if resume:
-        previous = runs.read_config(run_dir)
-        record_config["created"] = previous.get("created", record_config["created"])
-    runs.write_config(run_dir, record_config)
-    runs.set_current_run(wd, run_dir)
+    dist.barrier()  # every rank has read config.json and last.pt before rank 0 rewrites them
+    if dist.is_main:
+        if resume:
+            previous = runs.read_config(run_dir)
+            record_config["created"] = previous.get("created", record_config["created"])
+        runs.write_config(run_dir, record_config)
+        runs.set_current_run(wd, run_dir)
 
     train_set = ImageRecordDataset(
         train_records,
@@ -357,6 +468,14 @@ def train(
         persistent_workers=workers > 0,
     )
 
+    batch = f"{p} classes x {k} images = {p * k}"
+    if dist.is_distributed:
+        batch += f" per process x {dist.world_size} processes = {p * k * dist.world_size}"
+        obs.message(
+            f"Distributed: {dist.world_size} processes ({dist.backend}); effective batch "
+            f"{p * k * dist.world_size} = {p * k} per process x {dist.world_size}; lr "
+            f"{config.lr:g} as given (not scaled with the number of processes)"
+        )
     obs.start(
         {
             "run_dir": str(run_dir),
@@ -364,8 +483,11 @@ def train(
             "epochs": epochs,
             "steps_per_epoch": steps_per_epoch,
             "total_steps": total_steps,
-            "batch": f"{p} classes x {k} images = {p * k}",
+            "batch": batch,
+            "world_size": dist.world_size,
+            "effective_batch_size": p * k * dist.world_size,
             "lr": config.lr,
+            "lr_scaling": "none",
             "schedule": config.schedule,
             "warmup_steps": warmup,
             "train": len(train_records),
@@ -375,8 +497,8 @@ def train(
         }
     )
 
-    def make_state(epoch: int, position: int) -> dict[str, Any]:
-        return {
+    def make_state(epoch: int, position: int, rng_per_rank: list | None = None) -> dict[str, Any]:
+        state = {
             **model_state(model),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -389,26 +511,46 @@ def train(
             "skipped_images": skipped,
             "train_config": config.to_dict(),
         }
+        if rng_per_rank is not None:
+            state["rng_per_rank"] = rng_per_rank
+        return state
 
-    def encode(records: list, name: str):
-        from hashcli.model.encode import encode_records
+    def save(path: Path, epoch: int, position: int) -> None:
+        """Every rank calls this: rank 0 saves, with every rank's random state and skipped
+        images, and the others wait until the file is there."""
+        nonlocal skipped
+        if dist.is_distributed:
+            skipped = _merge_unique(dist.all_gather_object(skipped))
+            rng_per_rank = dist.gather_object(capture_rng_state())
+            if dist.is_main:
+                save_checkpoint(path, make_state(epoch, position, rng_per_rank))
+            dist.barrier()
+        else:
+            save_checkpoint(path, make_state(epoch, position))
+
+    def encode(records: list, name: str, net: torch.nn.Module):
+        """Codes of ``records``; several processes encode a shard each and rank 0 gets them
+        all in input order (the others get None)."""
+        from hashcli.model.encode import encode_records, encode_records_sharded
 
         progress = obs.phase(name, len(records))
+        settings = dict(
+            device=device,
+            image_size=image_size,
+            batch_size=config.encode_batch_size,
+            workers=workers,
+            skip_bad_images=config.skip_bad_images,
+            crop_to_box=config.crop_to_box,
+            progress=progress,
+        )
         try:
-            result = encode_records(
-                model,
-                records,
-                device=device,
-                image_size=image_size,
-                batch_size=config.encode_batch_size,
-                workers=workers,
-                skip_bad_images=config.skip_bad_images,
-                crop_to_box=config.crop_to_box,
-                progress=progress,
-            )
+            if dist.is_distributed:
+                result = encode_records_sharded(net, records, dist=dist, **settings)
+            else:
+                result = encode_records(net, records, **settings)
         finally:
             obs.phase_end(name)
-        for path in result.bad_paths:
+        for path in result.bad_paths if result is not None else ():
             if path not in skipped:
                 skipped.append(path)
         return result
@@ -423,9 +565,12 @@ def train(
             "images_per_s": ips,
         }
         if val_records:
-            q = encode(val_records, "validation queries")
-            db = encode(train_records, "validation database")
-            scores = evaluate_codes(q.codes, q.labels, db.codes, db.labels, config.bits)
+            q = encode(val_records, "validation queries", model)
+            db = encode(train_records, "validation database", model)
+            # Rank 0 holds the codes; its mAP decides "best" on every rank.
+            scores = dist.run_on_main(
+                lambda: evaluate_codes(q.codes, q.labels, db.codes, db.labels, config.bits)
+            )
             record["val_map"] = scores["map"]
             record["val_map_index_order"] = scores["map_index_order"]
             improved = best_val is None or scores["map"] > best_val
@@ -434,9 +579,10 @@ def train(
         if improved:
             best_val = record.get("val_map")
             best_epoch = epoch
-            save_checkpoint(run_dir / runs.BEST_CHECKPOINT, make_state(epoch, 0))
+            save(run_dir / runs.BEST_CHECKPOINT, epoch, 0)
         record["best"] = improved
-        runs.append_metrics(run_dir, record)
+        if dist.is_main:
+            runs.append_metrics(run_dir, record)
         obs.evaluation(record)
 
     finished = False
@@ -453,7 +599,12 @@ def train(
                 loss_sum, loss_count = 0.0, 0
                 images_seen, epoch_start = 0, time.perf_counter()
                 for batch in loader:
-                    if len(batch.labels) >= 2:
+                    usable = len(batch.labels) >= 2
+                    if dist.is_distributed and config.skip_bad_images:
+                        # DDP needs every rank in every backward: all skip a step if one must.
+                        usable = dist.all_reduce_max([0.0 if usable else 1.0])[0] == 0.0
+                    step_loss, step_images = 0.0, 0
+                    if usable:
                         images = batch.images.to(device, non_blocking=True)
                         labels = batch.labels.to(device, non_blocking=True)
                         if device.type == "cuda":
@@ -468,9 +619,17 @@ def train(
                         optimizer.zero_grad(set_to_none=True)
                         loss.backward()
                         optimizer.step()
-                        loss_sum += float(loss.detach())
+                        step_loss, step_images = float(loss.detach()), len(labels)
+                    if dist.is_distributed:  # loss and images of every rank
+                        step_loss, counted, step_images = dist.all_reduce_sum(
+                            [step_loss, float(usable), step_images]
+                        )
+                        loss_sum += step_loss
+                        loss_count += int(counted)
+                    elif usable:
+                        loss_sum += step_loss
                         loss_count += 1
-                        images_seen += len(labels)
+                    images_seen += int(step_images)
                     for item in batch.bad:
                         if item.path not in skipped:
                             skipped.append(item.path)
@@ -492,8 +651,11 @@ def train(
                         break
                 elapsed = time.perf_counter() - epoch_start
                 ips = images_seen / elapsed if elapsed > 0 else 0.0
+                # BatchNorm statistics of rank 0 everywhere: what rank 0 saves is what every
+                # rank encodes with.
+                dist.broadcast_buffers(model)
                 if stopped_early and position < steps_per_epoch:
-                    save_checkpoint(run_dir / runs.LAST_CHECKPOINT, make_state(epoch, position))
+                    save(run_dir / runs.LAST_CHECKPOINT, epoch, position)
                     obs.epoch_end(epoch + 1)
                     break
                 obs.epoch_end(epoch + 1)
@@ -501,16 +663,17 @@ def train(
                 mean_loss = loss_sum / max(1, loss_count)
                 if (epoch + 1) % max(1, config.eval_every) == 0 or epoch + 1 == epochs:
                     validate(epoch + 1, mean_loss, lr_now, ips)
-                save_checkpoint(run_dir / runs.LAST_CHECKPOINT, make_state(epoch + 1, 0))
+                save(run_dir / runs.LAST_CHECKPOINT, epoch + 1, 0)
                 if stopped_early:
                     break
             else:
                 finished = True
         except KeyboardInterrupt:
-            if position >= steps_per_epoch:  # interrupted while validating: the epoch is done
-                save_checkpoint(run_dir / runs.LAST_CHECKPOINT, make_state(epoch + 1, 0))
-            else:
-                save_checkpoint(run_dir / runs.LAST_CHECKPOINT, make_state(epoch, position))
+            # No collectives here (the other ranks may be gone): rank 0 saves alone.
+            if dist.is_main:
+                done = position >= steps_per_epoch  # interrupted while validating
+                state = make_state(epoch + 1, 0) if done else make_state(epoch, position)
+                save_checkpoint(run_dir / runs.LAST_CHECKPOINT, state)
             raise HashretError(
                 f"interrupted at step {step}; the run is saved in {run_dir}: continue it with "
                 f"`hashret train --resume --run {run_dir.name}`"
@@ -531,24 +694,37 @@ def train(
             f"Stopped at step {step} of {total_steps}; continue with "
             f"`hashret train --resume --run {run_dir.name}`"
         )
-        _write_summary(run_dir, result, total_steps)
+        if dist.is_main:
+            _write_summary(run_dir, result, total_steps)
+        dist.barrier()
         return result
 
     # The best model encodes the database (the whole train split, validation images included)
     # and the queries (the test split); the test split is scored once, here.
     best = load_checkpoint(run_dir / runs.BEST_CHECKPOINT)
     model = model_from_state(best, source=str(run_dir / runs.BEST_CHECKPOINT)).to(device)
-    result.test = _final_codes(
-        model, run_dir, config, dataset, train_records + val_records, test_records, encode, obs
-    )
-    config_now = runs.read_config(run_dir)
-    config_now["skipped_images"] = skipped
-    runs.write_config(run_dir, config_now)
-    _write_summary(run_dir, result, total_steps)
+    encoded = {}
+    for split, records in (("train", train_records + val_records), ("test", test_records)):
+        if records:
+            encoded[split] = (records, encode(records, f"encoding {split} split", model))
+
+    def finish() -> tuple[dict[str, Any] | None, list[str]]:
+        test = _final_codes(model, run_dir, config, dataset, encoded, obs)
+        config_now = runs.read_config(run_dir)
+        config_now["skipped_images"] = skipped
+        runs.write_config(run_dir, config_now)
+        result.test, result.skipped_images = test, skipped
+        _write_summary(run_dir, result, total_steps)
+        return test, skipped
+
+    # Rank 0 writes codes, index, config and summary; every rank returns the same result.
+    result.test, result.skipped_images = dist.run_on_main(finish)
+    dist.barrier()
     return result
 
 
-def _final_codes(model, run_dir, config, dataset, db_records, query_records, encode, obs):
+def _final_codes(model, run_dir, config, dataset, encoded_splits, obs):
+    """Write the code files and the flat index (rank 0); the test scores, or None."""
     from hashcli.codes.store import CodeFile, write_codes
 
     provenance = {
@@ -559,13 +735,10 @@ def _final_codes(model, run_dir, config, dataset, db_records, query_records, enc
     }
     files = {}
     encoded = {}
-    for split, records, target in (
-        ("train", db_records, runs.DATABASE_CODES),
-        ("test", query_records, runs.QUERY_CODES),
-    ):
-        if not records:
+    for split, target in (("train", runs.DATABASE_CODES), ("test", runs.QUERY_CODES)):
+        if split not in encoded_splits:
             continue
-        enc = encode(records, f"encoding {split} split")
+        records, enc = encoded_splits[split]
         kept = [records[i] for i in enc.rows]
         (run_dir / target).parent.mkdir(parents=True, exist_ok=True)
         write_codes(
