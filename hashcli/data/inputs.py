@@ -1,12 +1,24 @@
 """Image inputs named on the command line: files, folders, globs and list files.
 
-Used by ``hashret encode`` and ``hashret query``. Order is kept (a folder's images sorted by
-path), duplicates are dropped, and a name that matches nothing is an error, not a silent skip.
+Used by ``hashret encode`` and ``hashret query``. Rules:
+
+- a file is taken as named, whatever its extension (decoding it decides whether it is an image);
+- a folder contributes every image below it (extensions in
+  :data:`~hashcli.data.images.IMAGE_EXTENSIONS`, hidden files and folders skipped), sorted by
+  path;
+- a glob pattern (``*``, ``?``, ``[...]``; ``**`` spans folders) contributes the image files it
+  matches, sorted by path; folders it matches are not entered;
+- a list file names one path per line (blank lines and ``#`` comments ignored); relative entries
+  are relative to the list file's folder; its entries follow the other inputs;
+- order is kept, and a path seen again (the same file, however spelled: ``a.png``, ``./a.png``,
+  ``dir/../a.png``) is dropped, keeping its first spelling;
+- a name that matches nothing is an error, not a silent skip.
 """
 
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +43,8 @@ def _folder_images(folder: Path) -> list[Path]:
 def read_list_file(path: Path) -> list[str]:
     """Paths listed one per line (blank lines and ``#`` comments ignored), relative to the file."""
     if not path.is_file():
-        raise HashretError(f"list file {path} does not exist")
+        where = "is a folder" if path.is_dir() else "does not exist"
+        raise HashretError(f"list file {path} {where}")
     entries = []
     for line in path.read_text(encoding="utf-8").splitlines():
         line = line.strip()
@@ -43,8 +56,15 @@ def read_list_file(path: Path) -> list[str]:
 
 
 def expand_image_inputs(inputs: Sequence[str], list_file: Path | None = None) -> list[Path]:
-    """Image paths from files, folders (searched recursively), glob patterns and a list file."""
-    names = list(inputs) + (read_list_file(list_file) if list_file is not None else [])
+    """Image paths from files, folders (searched recursively), glob patterns and a list file.
+
+    See the module docstring for the rules. Raises HashretError when nothing is given, when a
+    list file is empty, or when a name matches no image.
+    """
+    listed = read_list_file(list_file) if list_file is not None else []
+    if list_file is not None and not listed:
+        raise HashretError(f"the list file {list_file} names no images")
+    names = list(inputs) + listed
     if not names:
         raise HashretError("no images given: name image files, folders or glob patterns")
     found: list[Path] = []
@@ -65,8 +85,12 @@ def expand_image_inputs(inputs: Sequence[str], list_file: Path | None = None) ->
             found.extend(images)
         else:
             raise HashretError(f"{name} does not exist")
-    unique = list(dict.fromkeys(found))
-    return unique
+    # Same file however spelled (./a.png, dir/../a.png); symlinks are not followed, so two
+    # links to one file stay two inputs.
+    unique: dict[str, Path] = {}
+    for path in found:
+        unique.setdefault(os.path.normpath(os.path.abspath(path)), path)
+    return list(unique.values())
 
 
 def records_for_paths(

@@ -32,9 +32,20 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-def default_workers() -> int:
-    """Decoding workers: half the cores (at least 1), leaving the rest to the model."""
-    return max(1, min(8, (os.cpu_count() or 2) // 2))
+def default_workers(device: torch.device, processes_per_node: int = 1) -> int:
+    """Image-decoding worker processes for one training or encoding process.
+
+    CUDA: half the cores, shared among the processes of the node (1 to 8): the GPU waits for
+    images otherwise. CPU: the model and the decoding compete for the same cores; on a 2-core
+    machine one worker costs 20-50% of the throughput (``benchmarks/bench_encode.py``,
+    ``bench_train.py``), so decode in the process itself there, and use a quarter of the
+    cores on larger machines.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = max(1, (cores or 1) // max(1, processes_per_node))
+    if device.type == "cuda":
+        return max(1, min(8, cores // 2))
+    return 0 if cores <= 2 else min(8, cores // 4)
 
 
 def autocast(device: torch.device):

@@ -176,16 +176,6 @@ class _Interrupt:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _default_workers(dist: Distributed) -> int:
-    """Decoding workers per process: half the cores, shared among this node's processes."""
-    from hashcli.model.device import default_workers
-
-    if not dist.is_distributed:
-        return default_workers()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, (cores or 2) // (2 * max(1, dist.local_world_size))))
-
-
 def _create_model_once_per_node(dist: Distributed, build: Callable[[], Any]) -> Any:
     """``build()`` in the first process of each node, then in the others: pretrained weights
     missing from the node's cache are downloaded once, and a failure stops every process."""
@@ -269,7 +259,7 @@ def _train(
         restore_rng_state,
         save_checkpoint,
     )
-    from hashcli.model.device import autocast
+    from hashcli.model.device import autocast, default_workers
     from hashcli.model.registry import create_model
     from hashcli.train.losses import build_loss
     from hashcli.train.sampler import PKSampler
@@ -306,7 +296,9 @@ def _train(
             else max(1, os.cpu_count() or 1)
         )
         torch.set_num_threads(threads)
-    workers = _default_workers(dist) if config.workers is None else config.workers
+    workers = (
+        default_workers(device, dist.local_world_size) if config.workers is None else config.workers
+    )
     # Each rank its own augmentation stream; DDP copies rank 0's initial weights to all.
     seed_everything(config.seed + dist.rank)
 

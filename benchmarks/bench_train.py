@@ -1,0 +1,182 @@
+"""Training benchmark: images/s of a training step through the real input pipeline and without it.
+
+    python benchmarks/bench_train.py            # tiny @ 32 px on digits, resnet18 @ 224 px on CUB
+    python benchmarks/bench_train.py --quick    # fewer steps, for a smoke test
+
+A step is what ``hashret train`` does per batch: forward, triplet loss (batch-all mining, margin
+bits/4), backward, Adam step. Two configurations, each with a randomly initialised model:
+
+* ``tiny`` at 32 px on the built-in digits (extracted into a temporary data root), P x K =
+  10 x 4 (the digits have 10 classes);
+* ``resnet18`` at 224 px on the real CUB subset ``../shared/data/cub25`` (skipped when absent),
+  P x K = 8 x 4 (a small batch so that the run stays short on 2 cores).
+
+Side by side in one run (the machine is shared and noisy), the same steps:
+
+* **in-memory tensors**: the train split decoded and augmented once beforehand, batches picked
+  with the same P x K sampler: the ceiling (no decoding, no augmentation);
+* **RecordLoader + PKSampler** with 0, 1 and 2 worker processes: the path ``hashret train``
+  takes (train transform with random crop and flip, persistent workers).
+
+Each variant takes a warm-up step (untimed: worker start-up, first-call kernel selection), then
+``--steps`` timed steps; rounds interleave the variants and the best round counts. Prints
+markdown tables on stdout, progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from hashcli.data import load_dataset
+from hashcli.data.images import load_image
+from hashcli.data.records import ImageDataset
+from hashcli.data.torch_data import ImageRecordDataset, RecordLoader
+from hashcli.data.transforms import train_transform
+from hashcli.model.registry import create_model
+from hashcli.train.losses import build_loss
+from hashcli.train.sampler import PKSampler
+from hashcli.train.schedule import build_optimizer
+
+CUB25 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cub25"
+BITS = 48
+K = 4
+
+
+def load_average() -> str:
+    """The 1-minute load average: other processes share these cores (figures are noisy)."""
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def bench_config(
+    name: str,
+    backbone: str,
+    image_size: int,
+    dataset: ImageDataset,
+    p: int,
+    steps: int,
+    rounds: int,
+) -> tuple[int, list[tuple[str, float, float]]]:
+    """(batch size, [(variant, images/s, ratio to in-memory)]) for one model and dataset."""
+    records = dataset.split("train")
+    labels = [r.label for r in records]
+    transform = train_transform(image_size, hflip=dataset.hflip)
+    torch.manual_seed(0)
+    model = create_model(backbone, BITS, pretrained=False, image_size=image_size)
+    initial = {key: value.clone() for key, value in model.state_dict().items()}
+    loss_fn = build_loss("triplet", bits=BITS, miner="batch-all")
+    sampler = PKSampler(labels, p, K, seed=0)
+    needed = (steps + 1) * sampler.batch_size
+    if sampler.num_batches < steps + 1:
+        raise SystemExit(f"{name}: the train split has too few images for {steps + 1} batches")
+
+    # The in-memory variant sees exactly the images of the first batches of epoch 0.
+    batches = sampler.epoch_batches(0)[: steps + 1]
+    used = sorted({int(i) for batch in batches for i in batch})
+    log(f"{name}: preloading {len(used)} augmented images ({needed} per variant)")
+    memory = {i: transform(load_image(records[i].path)) for i in used}
+    label_tensor = torch.tensor(labels)
+
+    def in_memory() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in batches:
+            yield torch.stack([memory[int(i)] for i in batch]), label_tensor[batch]
+
+    def through_loader(workers: int) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+        def batches_of_loader() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            loader_sampler = PKSampler(labels, p, K, seed=0)
+            dataset_view = ImageRecordDataset(records, transform)
+            loader = RecordLoader(
+                dataset_view,
+                batch_sampler=loader_sampler,
+                num_workers=workers,
+                persistent_workers=workers > 0,
+            )
+            for i, batch in enumerate(loader):
+                if i > steps:
+                    break
+                yield batch.images, batch.labels
+
+        return batches_of_loader
+
+    def run(source: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]) -> float:
+        """Seconds of ``steps`` training steps after one warm-up step."""
+        model.load_state_dict(initial)
+        model.train()
+        optimizer = build_optimizer(model, 1e-4)
+        start = 0.0
+        for i, (images, batch_labels) in enumerate(source()):
+            if i == 1:
+                start = time.perf_counter()
+            loss = loss_fn(model(images), batch_labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return time.perf_counter() - start
+
+    variants: dict[str, Callable[[], float]] = {
+        "in-memory tensors": lambda: run(in_memory),
+        "RecordLoader + PKSampler, workers=0": lambda: run(through_loader(0)),
+        "RecordLoader + PKSampler, workers=1": lambda: run(through_loader(1)),
+        "RecordLoader + PKSampler, workers=2": lambda: run(through_loader(2)),
+    }
+    images = steps * sampler.batch_size
+    best = {key: float("inf") for key in variants}
+    for round_index in range(rounds):
+        for key, fn in variants.items():
+            seconds = fn()
+            best[key] = min(best[key], seconds)
+            log(f"  round {round_index + 1}: {key}: {images / seconds:,.1f} images/s")
+    baseline = images / best["in-memory tensors"]
+    rows = [(key, images / seconds, images / seconds / baseline) for key, seconds in best.items()]
+    return sampler.batch_size, rows
+
+
+def print_table(title: str, rows: list[tuple[str, float, float]]) -> None:
+    print(f"\n### {title}\n")
+    print("| variant | images/s | ratio to in-memory |")
+    print("|---|---:|---:|")
+    for key, ips, ratio in rows:
+        print(f"| {key} | {ips:,.1f} | {ratio:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps, 1 round")
+    parser.add_argument("--rounds", type=int, default=None, help="passes per variant (2)")
+    parser.add_argument("--cub", type=Path, default=CUB25, help="the CUB subset (cub25)")
+    args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 2)
+    tiny_steps, resnet_steps = (4, 1) if args.quick else (12, 2)
+
+    print(
+        f"load average at start: {load_average()}\n"
+        f"cores: {os.cpu_count()}, torch {torch.__version__}, intra-op threads: "
+        f"{torch.get_num_threads()}, {BITS} bits, triplet batch-all, Adam; best of {rounds} "
+        f"round(s)"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        digits = load_dataset("digits", Path(tmp) / "data")
+        batch, rows = bench_config("tiny@32", "tiny", 32, digits, 10, tiny_steps, rounds)
+        print_table(f"tiny @ 32 px, digits, batch {batch}, {tiny_steps} steps", rows)
+    if (args.cub / "CUB_200_2011" / "images.txt").is_file():
+        cub = load_dataset("cub", args.cub)
+        batch, rows = bench_config("resnet18@224", "resnet18", 224, cub, 8, resnet_steps, rounds)
+        print_table(f"resnet18 @ 224 px, CUB (JPEG), batch {batch}, {resnet_steps} steps", rows)
+    else:
+        print(f"\n(resnet18 @ 224 px on CUB skipped: {args.cub} not found)")
+    print(f"\nload average at the end: {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
