@@ -9,12 +9,14 @@ backends compute the same numbers:
 * ``numpy``: ``bitwise_count`` (or a byte lookup table on numpy < 2) and ``bincount``; ten
   times slower, used when FAISS cannot be imported, and in the tests as a second path.
 
-FAISS is imported lazily here, and only for these two functions (the index module owns
-everything else FAISS does). Codes must be padded to whole 64-bit words first
+The FAISS backend lives in :mod:`hashcli.index.kernels` (the index package is the only one
+that imports FAISS) and is imported lazily. Codes must be padded to whole 64-bit words first
 (:func:`pad_to_words`): zero bytes change no distance, and FAISS's word kernels need them.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -62,37 +64,15 @@ class NumpyKernels:
         out[...] = np.bincount(values, minlength=nbins)[:nbins]
 
 
-class FaissKernels:
-    """Fast backend: FAISS's C++ loops (they release the GIL)."""
-
-    name = "faiss"
-
-    def __init__(self) -> None:
-        import faiss
-
-        self._hammings = faiss.hammings
-        self._ivec_hist = faiss.ivec_hist
-        self._ptr = faiss.swig_ptr
-
-    def distances(self, queries: np.ndarray, database: np.ndarray, out: np.ndarray) -> None:
-        """Hamming distances: uint8 (nq, W) x uint8 (nb, W) -> out int32 (nq, nb); W % 8 == 0."""
-        ptr = self._ptr
-        self._hammings(
-            ptr(queries), ptr(database), len(queries), len(database), queries.shape[1], ptr(out)
-        )
-
-    def histogram(self, values: np.ndarray, nbins: int, out: np.ndarray) -> None:
-        """out[v] = number of entries equal to v, for int32 values in [0, nbins)."""
-        self._ivec_hist(len(values), self._ptr(values), nbins, self._ptr(out))
-
-
-def get_kernels(backend: str = "auto") -> NumpyKernels | FaissKernels:
+def get_kernels(backend: str = "auto") -> Any:
     """The kernels for ``backend``: "faiss", "numpy", or "auto" (FAISS when importable)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if backend == "numpy":
         return NumpyKernels()
     try:
+        from hashcli.index.kernels import FaissKernels
+
         return FaissKernels()
     except ImportError:
         if backend == "faiss":
