@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 
 from hashcli.codes.bits import code_bytes, pack_binary, pack_bits, padding_mask
 from hashcli.errors import FormatError, HashretError
+from hashcli.fileio import atomic_path
 
 FORMAT_NAME = "hashret.codes"
 FORMAT_VERSION = 1
@@ -235,23 +235,8 @@ def write_codes(path: str | os.PathLike[str], codes: CodeFile) -> Path:
     # A checked copy: the caller's object is left as it was (fields may have been reassigned).
     codes = dataclasses.replace(codes, attrs=attrs)
 
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with h5py.File(tmp, "x") as h5file:
-            _write_datasets(h5file, codes)
-        # Flush to disk before the rename, so a crash cannot leave an empty file in place.
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(target) as tmp, h5py.File(tmp, "w") as h5file:
+        _write_datasets(h5file, codes)
     return target
 
 

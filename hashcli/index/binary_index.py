@@ -36,13 +36,12 @@ from typing import Any
 import numpy as np
 
 from hashcli.errors import FormatError, HashretError
+from hashcli.fileio import atomic_path
 from hashcli.index.layout import check_bits, check_codes, pad_codes, padded_code_bytes
 from hashcli.index.metadata import (
     REBUILD_HINT,
     IndexMetadata,
     read_index_metadata,
-    replace_atomically,
-    temp_path_beside,
     write_metadata,
 )
 from hashcli.index.params import SEARCH_PARAMS, check_index_type, resolve_params
@@ -490,22 +489,16 @@ class BinaryIndex:
             raise HashretError("an ivf index with no codes cannot be saved; add codes first")
         faiss = _faiss()
         path = Path(path)
-        tmp = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temp_path_beside(path)
-            faiss.write_index_binary(self._index, tmp)
-            size = os.path.getsize(tmp)
-            replace_atomically(tmp, path)
+            with atomic_path(path) as tmp:
+                faiss.write_index_binary(self._index, str(tmp))
+                size = os.path.getsize(tmp)
             self._meta.data_bytes = size
             self._meta.path = path
             write_metadata(self._meta, path)
         except (RuntimeError, OSError) as exc:
             reason = _faiss_reason(exc) if isinstance(exc, RuntimeError) else exc.strerror or exc
             raise HashretError(f"could not write the index {path}: {reason}") from None
-        finally:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
         return path
 
     @classmethod

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from hashcli.errors import FormatError, HashretError
+from hashcli.fileio import write_json_atomic
 from hashcli.index.layout import code_bytes
 from hashcli.index.params import INDEX_TYPES
 
@@ -168,29 +168,6 @@ def read_index_metadata(path: str | os.PathLike[str]) -> IndexMetadata:
     return meta
 
 
-def replace_atomically(tmp: str | os.PathLike[str], path: Path) -> None:
-    """fsync ``tmp`` then rename it over ``path`` (same directory, so the rename is atomic)."""
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def temp_path_beside(path: Path) -> str:
-    """A fresh, closed temporary file in ``path``'s directory."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return tmp
-
-
 def write_metadata(meta: IndexMetadata, path: Path) -> None:
     """Write ``meta`` to ``metadata_path(path)`` atomically."""
-    target = metadata_path(path)
-    tmp = temp_path_beside(target)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(meta.to_json(), f, indent=2)
-            f.write("\n")
-        replace_atomically(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(metadata_path(path), meta.to_json())

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 from hashcli.errors import HashretError
+from hashcli.fileio import atomic_path
 from hashcli.metrics.evaluate import PRCurve
 
 _SIZE = (720, 540)
@@ -78,14 +78,6 @@ def save_pr_curve(curve: PRCurve, path: str | os.PathLike[str], *, bits: int) ->
     if not target.parent.is_dir():
         raise HashretError(f"cannot write {target}: folder {target.parent} does not exist")
     image = render_pr_curve(curve, f"Precision-recall by Hamming radius ({bits} bits)")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
+    with atomic_path(target, suffix=".png") as tmp:
         image.save(tmp, format="PNG")
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return target

@@ -12,10 +12,8 @@ Conventional keys (free-form otherwise): ``model`` (HashNet state dict), ``model
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +23,7 @@ import numpy as np
 import torch
 
 from hashcli.errors import FormatError, HashretError
+from hashcli.fileio import atomic_path
 from hashcli.model.hashnet import HashNet
 
 #: Key marking a file as a hashret checkpoint, and its format version.
@@ -62,17 +61,8 @@ def save_checkpoint(path: Path | str, state: Mapping[str, Any]) -> Path:
     path = Path(path)
     state = {**state, FORMAT_KEY: FORMAT_VERSION}
     _check_plain(state, "state")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     return path
 
 
