@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hashcli.data._common import first_few, plural
+from hashcli.data._common import check_official_counts, first_few, plural
 from hashcli.data.records import ImageDataset, ImageRecord
 from hashcli.errors import DataError
 
@@ -182,12 +182,5 @@ def read_dogs(root: Path, *, boxes: bool = False) -> ImageDataset:
     dataset = ImageDataset(
         name="dogs", root=dogs, classes=[folder_of[label] for label in used], records=records
     )
-    counts = dataset.counts()
-    if (counts["train"], counts["test"]) != (OFFICIAL_COUNTS["train"], OFFICIAL_COUNTS["test"]):
-        dataset.warnings.append(
-            f"{counts['train']:,} train / {counts['test']:,} test images in {len(used)} classes; "
-            f"the official Stanford Dogs has {OFFICIAL_COUNTS['train']:,} / "
-            f"{OFFICIAL_COUNTS['test']:,} in {OFFICIAL_CLASSES}, so results are not comparable "
-            "with published ones"
-        )
+    check_official_counts(dataset, "Stanford Dogs", OFFICIAL_COUNTS, OFFICIAL_CLASSES)
     return dataset
