@@ -3,6 +3,7 @@
     python benchmarks/bench_search.py            # 1,000,000 random 64-bit codes (a few minutes)
     python benchmarks/bench_search.py --quick    # 100,000 codes, for a smoke test
     python benchmarks/bench_search.py --sections padding   # one part only
+    python benchmarks/bench_search.py --sections query     # `hashret query` end to end only
 
 Prints markdown tables on stdout (progress on stderr):
 
@@ -12,7 +13,9 @@ Prints markdown tables on stdout (progress on stderr):
 * the cost of enforcing the tie rule by range search (the path used where FAISS does not keep
   the lowest rows of a cut tie group) next to the default flat path;
 * hnsw and ivf: build time, latency and recall@10 against flat;
-* 16- and 48-bit codes with and without the zero padding to 4 / 8 bytes.
+* 16- and 48-bit codes with and without the zero padding to 4 / 8 bytes;
+* `hashret query` on one image, end to end in a cold process, split into start-up, imports,
+  model load, index load, encode and search (a digits run is trained first, about 10 s).
 
 Timings: one query, the median over 100 queries, best of three rounds; batch, the best of five
 runs (one for the slow brute force), because the development machine (2 cores) is shared with
@@ -25,10 +28,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -224,10 +230,144 @@ def bench_padding(n: int, rng: np.random.Generator) -> list[str]:
     return lines
 
 
+QUERY_ROUNDS = 5
+_PART = re.compile(r"\b(imports|model|index|encode|search|total) ([\d.]+) (s|ms)\b")
+
+
+def _parts(stderr: str) -> dict[str, float]:
+    """Seconds per part from the timing line `hashret query` prints on stderr."""
+    line = " ".join(stderr.split())
+    line = line[line.rindex("Searched ") :] if "Searched " in line else ""
+    parts = {k: float(v) / (1e3 if unit == "ms" else 1) for k, v, unit in _PART.findall(line)}
+    if set(parts) != {"imports", "model", "index", "encode", "search", "total"}:
+        raise RuntimeError(f"no timing line in the output of hashret query:\n{stderr}")
+    return parts
+
+
+def _tie_check_seconds() -> float:
+    """FAISS's one-off tie-order check of a flat search (once per process and code size)."""
+    code = (
+        "import time; from hashcli.index import binary_index as b; b._faiss(); "
+        "t = time.perf_counter(); b._flat_keeps_lowest_rows(4); print(time.perf_counter() - t)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(proc.stdout)
+
+
+def _hashret(args: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+    """Run the real console script in a fresh process; (wall seconds, the process)."""
+    exe = Path(sys.executable).parent / "hashret"
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"hashret {' '.join(args)} failed:\n{proc.stderr}")
+    return wall, proc
+
+
+def _torch_exit_seconds() -> float:
+    """Wall time of a process that imports torch and torchvision, less the import itself and
+    a bare interpreter's start and exit: what tearing those libraries down costs."""
+    code = "import sys, time; t = time.perf_counter(); import torch, torchvision; "
+    code += "sys.stdout.write(str(time.perf_counter() - t))"
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - start
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    bare = time.perf_counter() - start
+    return wall - float(proc.stdout) - bare
+
+
 def bench_query_end_to_end() -> list[str]:
-    """TODO(lead): `hashret query` on one image, cold process, split into start-up, model
-    load, encode and search. Needs a trained run; not implemented yet."""
-    raise NotImplementedError
+    """`hashret query` on one image, each time in a cold process, split into its parts.
+
+    A run is trained first in a temporary workdir (`hashret train --dataset digits --backbone
+    tiny --bits 32 --epochs 1`, not timed). Then, QUERY_ROUNDS times after one warm-up (so
+    the files are in the page cache: "cold" is the process, not the disk), `hashret query
+    IMAGE --top 20` on a test-split digit. The parts come from the timing line the command
+    prints on stderr (the library's own clock): imports (torch, torchvision, the model code),
+    model load (checkpoint read, weights, fingerprint), index (FAISS index and code file read),
+    encode (one image), search. Start-up is a cold `hashret --version` (interpreter, the CLI's
+    own imports, argument parsing), timed beside each query; "output and exit" is the rest of
+    the wall time. Medians over the rounds.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hashret-bench-") as tmp:
+        root = Path(tmp)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("HASHRET_")},
+            "HASHRET_WORKDIR": str(root / "runs"),
+            "HASHRET_DATA": str(root / "data"),
+        }
+        log("query: training a digits run (tiny, 32 bits, 1 epoch)")
+        train = ["train", "--dataset", "digits", "--backbone", "tiny", "--bits", "32"]
+        _hashret([*train, "--epochs", "1", "--quiet"], env)
+        image = sorted((root / "data" / "digits" / "test").rglob("*.png"))[0]
+        query = ["query", str(image), "--top", "20"]
+        _hashret(query, env)  # warm-up: page cache, FAISS's one-off checks are per process
+        rows: dict[str, list[float]] = {
+            k: []
+            for k in (
+                "version",
+                "wall",
+                "imports",
+                "model",
+                "index",
+                "encode",
+                "search",
+                "exit",
+                "torch_exit",
+                "tie_check",
+            )
+        }
+        for r in range(QUERY_ROUNDS):
+            log(f"query: round {r + 1}/{QUERY_ROUNDS}")
+            rows["version"].append(_hashret(["--version"], env)[0])
+            wall, proc = _hashret(query, env)
+            parts = _parts(proc.stderr)
+            rows["wall"].append(wall)
+            rows["exit"].append(wall - parts["total"] - rows["version"][-1])
+            rows["torch_exit"].append(_torch_exit_seconds())
+            for key in ("imports", "model", "index", "encode"):
+                rows[key].append(parts[key])
+            rows["search"].append(parts["search"])
+            rows["tie_check"].append(_tie_check_seconds())
+        ntotal = re.search(r"\(flat, ([\d,]+) codes", " ".join(proc.stderr.split()))
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    share = {k: med[k] / med["wall"] for k in med}
+    order = [
+        ("start-up: interpreter, CLI imports, parsing (= `hashret --version`)", "version"),
+        ("imports: torch, torchvision, model code", "imports"),
+        ("model load (checkpoint, weights, fingerprint)", "model"),
+        ("index load (FAISS index + code file)", "index"),
+        ("encode (one image)", "encode"),
+        ("search (flat, k=20)", "search"),
+        ("output and exit (interpreter shutdown with torch loaded)", "exit"),
+    ]
+    lines = [
+        f"`hashret query IMAGE --top 20`, one digit image, cold process, medians of "
+        f"{QUERY_ROUNDS} runs; run: digits, tiny backbone, 32 bits, 1 epoch; database "
+        f"{ntotal.group(1) if ntotal else '?'} codes.",
+        "",
+        "| part | ms | share |",
+        "|---|---:|---:|",
+    ]
+    for label, key in order:
+        lines.append(f"| {label} | {1e3 * med[key]:.1f} | {share[key]:.0%} |")
+    lines += [
+        f"| **total (wall)** | **{1e3 * med['wall']:.0f}** | 100% |",
+        "",
+        f"The search includes the flat index's one-off check of FAISS's tie order "
+        f"(`_flat_keeps_lowest_rows`, once per process): {1e3 * med['tie_check']:.1f} ms of it. "
+        f"The exit is mostly the interpreter tearing down torch and torchvision: "
+        f"`python -c 'import torch, torchvision'` spends {1e3 * med['torch_exit']:.0f} ms after "
+        "its imports.",
+    ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -236,12 +376,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--sections",
-        default="flat,approximate,padding",
-        help="comma-separated subset of flat, approximate, padding (default: all)",
+        default="flat,approximate,padding,query",
+        help="comma-separated subset of flat, approximate, padding, query (default: all)",
     )
     args = parser.parse_args(argv)
     chosen = set(args.sections.split(","))
-    unknown = chosen - {"flat", "approximate", "padding"}
+    unknown = chosen - {"flat", "approximate", "padding", "query"}
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     n = 100_000 if args.quick else 1_000_000
@@ -261,6 +401,7 @@ def main(argv: list[str] | None = None) -> None:
         *(bench_flat(xb, xq1, xq, brute_queries=100) + [""] if "flat" in chosen else []),
         *(bench_approximate(xb, xq1, xq) + [""] if "approximate" in chosen else []),
         *(bench_padding(n, rng) + [""] if "padding" in chosen else []),
+        *(bench_query_end_to_end() + [""] if "query" in chosen else []),
         f"Total {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.1f} "
         "at the end.",
     ]

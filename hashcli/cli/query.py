@@ -1,0 +1,210 @@
+"""``hashret query``: images in, nearest database images out (tables, JSON lines, a picture)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from hashcli.cli._console import err, out, say
+from hashcli.cli._options import DeviceOpt, QuietOpt, RunOpt, WorkdirOpt
+
+if TYPE_CHECKING:
+    from hashcli.index.query import QueryReport, QueryResult
+
+
+def query_command(
+    images: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Query images: files, folders (searched recursively) or glob patterns.",
+            metavar="IMAGE...",
+            show_default=False,
+        ),
+    ] = None,
+    list_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--list",
+            help="Text file naming one query image per line (relative to the file's folder).",
+            show_default=False,
+        ),
+    ] = None,
+    top: Annotated[
+        int | None,
+        typer.Option(
+            "--top",
+            "-k",
+            help="Results per query [default: 20; with --radius: all within the radius].",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
+    radius: Annotated[
+        int | None,
+        typer.Option(
+            "--radius",
+            "-r",
+            help="Every database item within this Hamming distance (inclusive), capped by "
+            "--top when given.",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
+    run: RunOpt = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="Model checkpoint instead of a run's model (then give --index unless it "
+            "lies in a run folder).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index",
+            "-i",
+            help="Index file to search (default: the run's index/database.faiss).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    workdir: WorkdirOpt = None,
+    grid: Annotated[
+        Path | None,
+        typer.Option(
+            "--grid",
+            help="Also write a contact sheet (query, then its results; .jpg or .png).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    device: DeviceOpt = "auto",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Query images encoded per batch.", min=1)
+    ] = 64,
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON object per query on stdout (JSON lines)."),
+    ] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Find the database images nearest to each query image, by Hamming distance.
+
+    The model and index are a run's (--run, default the current run; training builds the
+    index), or --checkpoint with --index. Results are ordered by distance, ties by database
+    row. Per query, a table on stderr (rank, distance, class, label, path), or with --json
+    one line on stdout: {"query", "code" (hex), "label", "class", "results": [{"rank", "row",
+    "path", "label", "class", "distance"}, ...]}.
+
+    --grid draws a contact sheet: frames are green/red (same class or not) when the query's
+    class is known: its path is a database image, or one of the run's dataset images.
+
+    Examples:
+
+        hashret query photo.jpg --top 20
+
+        hashret query queries/ --radius 2 --json
+
+        hashret query 'shots/*.png' --grid results.jpg
+
+        hashret query photo.jpg --checkpoint model.pt --index photos.faiss
+    """
+    if not images and list_file is None:
+        raise typer.BadParameter(
+            "name query images (files, folders or glob patterns) or a --list file",
+            param_hint="IMAGE...",
+        )
+    if run is not None and checkpoint is not None:
+        raise typer.BadParameter(
+            "give --run or --checkpoint, not both", param_hint="'--run' / '--checkpoint'"
+        )
+    from hashcli.index.query import query_images
+
+    report = query_images(
+        images or (),
+        list_file=list_file,
+        run=run,
+        checkpoint=checkpoint,
+        index=index,
+        workdir=workdir,
+        top=top,
+        radius=radius,
+        device=device,
+        batch_size=batch_size,
+        grid=grid,
+    )
+    if json_output:
+        for result in report.results:
+            out.print(json.dumps(result.to_dict()), markup=False, highlight=False, soft_wrap=True)
+    else:
+        for number, result in enumerate(report.results, start=1):
+            _render(result, number, len(report.results), report)
+    _summary(report, quiet)
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _render(result: QueryResult, number: int, total: int, report: QueryReport) -> None:
+    from rich.table import Table
+
+    known = (
+        f"class {escape(_fmt(result.class_name) or _fmt(result.label))}, known from the "
+        f"{result.label_source}"
+        if result.label is not None
+        else "class unknown"
+    )
+    table = Table(
+        title=f"Query {number}/{total}: {escape(result.query)} ({known})",
+        title_justify="left",
+    )
+    for name, justify in (("rank", "right"), ("distance", "right"), ("class", "left")):
+        table.add_column(name, justify=justify)
+    table.add_column("label", justify="right")
+    table.add_column("path", overflow="fold")
+    for n in result.neighbours:
+        table.add_row(
+            str(n.rank),
+            str(n.distance),
+            escape(_fmt(n.class_name)),
+            _fmt(n.label),
+            escape(n.path or ""),
+        )
+    if not result.neighbours:
+        where = f"within distance {report.radius}" if report.radius is not None else ""
+        table.caption = f"no database item {where}".strip()
+    err.print(table)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds >= 1 else f"{1e3 * seconds:.1f} ms"
+
+
+def _summary(report: QueryReport, quiet: bool) -> None:
+    t = report.timings
+    n = len(report.results)
+    parts = ", ".join(
+        f"{name} {_duration(t[name])}"
+        for name in ("imports", "model", "index", "encode", "search", "grid", "total")
+        if name in t
+    )
+    say(
+        f"Searched {n:,} {'query' if n == 1 else 'queries'} in {escape(str(report.index))} "
+        f"({report.index_type}, {report.ntotal:,} codes of {report.bits} bits) on "
+        f"{report.device}: {parts}",
+        quiet=quiet,
+    )
+    if report.grid is not None:
+        say(f"Wrote the contact sheet {escape(str(report.grid))}", quiet=quiet)
