@@ -1,9 +1,10 @@
 """FAISS's C++ Hamming loops for the evaluator (:mod:`hashcli.metrics`).
 
 XOR-popcount distances (``faiss.hammings``) and integer histograms (``faiss.ivec_hist``) run
-per (query, database item) pair, so they decide the evaluator's speed; both release the GIL,
-so Python threads over query blocks use every core. FAISS is imported when the class is
-built: importing this module stays light.
+per (query, database item) pair, so they decide the evaluator's speed; both release the GIL
+and run on the calling thread (no OpenMP: ``faiss.omp_set_num_threads`` does not change their
+speed), so Python threads over query blocks use every core without oversubscribing them.
+FAISS is imported when the class is built: importing this module stays light.
 """
 
 from __future__ import annotations

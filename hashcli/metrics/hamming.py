@@ -14,15 +14,18 @@ How (one step = a block of queries x a chunk of database rows, about ``pairs_per
 1. distances of the step by XOR-popcount (FAISS's C++ loop, or numpy);
 2. the relevant items split the chunk's row into segments (segment s holds the items after the
    s-th relevant item, up to and including the next); one integer histogram over the key
-   ``distance * (m + 1) + segment`` (m relevant items in the chunk, an offset per query row)
-   counts every (distance, segment) cell in one pass;
-3. a running sum over that table, distance-major, gives for each relevant item the number of
-   same-distance items before it in the chunk; adding the counts of earlier chunks gives E.
+   ``segment * (bits + 1) + distance`` (one add pass, plus an offset per query row when one
+   call covers the block) counts every (segment, distance) cell;
+3. a running sum over the segments gives for each relevant item the number of same-distance
+   items before it in the chunk; adding the counts of earlier chunks gives E.
 
 Step 3 costs ``(bits + 1) * m`` per row, which is small while relevant items are a small share of
 the chunk; when they are not (few classes, multi-label data), a stable counting sort of the
 step's distances gives E instead, at a cost proportional to the chunk. Query blocks run in
-threads: the C loops and numpy release the GIL.
+threads: the C loops (neither uses OpenMP) and numpy's passes release the GIL, and two threads
+run about 1.65 times as fast as one on two idle cores (the rest is shared cache and memory
+traffic). Tools that hook allocations (tracemalloc) take the GIL at every numpy allocation and
+undo much of that.
 
 Single-label queries are grouped by class, so that a block shares one set of relevant items.
 """
@@ -39,9 +42,9 @@ import numpy as np
 
 from hashcli.metrics._kernels import get_kernels, pad_to_words
 
-# Pairs per step: a step costs about 30 numpy calls of fixed overhead, so steps must be large
+# Pairs per step: a step costs about 20 numpy calls of fixed overhead, so steps must be large
 # for that to vanish beside the C work; 1 Mi pairs (4 MiB of int32 distances, in L3) measured
-# faster than smaller, L2-sized steps.
+# faster than L2-sized steps of 256 Ki pairs, with one thread (by 15%) and with two (by 40%).
 DEFAULT_PAIRS_PER_STEP = 1 << 20
 MAX_BLOCK_QUERIES = 64
 # Below this row width, one histogram call per step (after an offset pass) beats one per row.
@@ -140,27 +143,89 @@ class _Engine:
             if positions is not None:
                 lo, hi = np.searchsorted(positions, [start, stop])
                 local = positions[lo:hi] - start
+                dist = self.scratch(nq * (stop - start)).reshape(nq, stop - start)
+                self.kernels.distances(queries, self.database[start:stop], dist)
+                step_result = self._shared_step(dist, local)
+                if step_result is not None:
+                    delta, within, chunk_counts = step_result
+                    if len(local):
+                        earlier = np.take_along_axis(counts, delta, axis=1) + within
+                        row_of = np.repeat(np.arange(nq), len(local))
+                        found.append((row_of, delta.reshape(-1), earlier.reshape(-1)))
+                    counts += chunk_counts
+                    start = stop
+                    continue
+                # dense relevance: E by sorting, on the same distances
                 row_of = np.repeat(np.arange(nq), len(local))
                 col_of = np.tile(local, nq)
-                per_row = np.full(nq, len(local), dtype=np.int64)
-                shared = local
+                delta = dist[row_of, col_of].astype(np.int64)
+                within, chunk_counts = self._by_sorting(dist, row_of, col_of, delta)
             else:
                 mask = self._shared_label(rows, start, stop)
                 row_of, col_of = np.nonzero(mask)
-                per_row = mask.sum(axis=1)
-                shared = None
-            dist = self.scratch(nq * (stop - start)).reshape(nq, stop - start)
-            self.kernels.distances(queries, self.database[start:stop], dist)
-            delta = dist[row_of, col_of].astype(np.int64)
-            # within[i]: items at relevant item i's distance before it, in this chunk
-            within, chunk_counts = self._earlier_same_distance(
-                dist, row_of, col_of, delta, per_row, shared
-            )
+                dist = self.scratch(nq * (stop - start)).reshape(nq, stop - start)
+                self.kernels.distances(queries, self.database[start:stop], dist)
+                delta = dist[row_of, col_of].astype(np.int64)
+                # within[i]: items at relevant item i's distance before it, in this chunk
+                within, chunk_counts = self._earlier_same_distance(
+                    dist, row_of, col_of, delta, mask.sum(axis=1)
+                )
             if len(delta):
                 found.append((row_of, delta, counts[row_of, delta] + within))
             counts += chunk_counts
             start = stop
         return self._finish(rows, counts, found)
+
+    def _shared_step(
+        self, dist: np.ndarray, local: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """One step of a single-label block, whose rows share the relevant columns ``local``.
+
+        The table is segment-major: row q's cell (segment s, distance d) is
+        ``q * size + s * values + d``, so the key is the distance plus a term per column (and
+        one per row when a single histogram call covers the block); no pass multiplies the
+        distances. A running sum over the segments then gives E for every relevant item.
+
+        Returns int64 (nq, m) distances of the relevant items, int64 (nq, m) E within the
+        chunk, int64 (nq, values) chunk histogram; None when the sort path is cheaper (then
+        ``dist`` is left as it was). Overwrites ``dist`` otherwise.
+        """
+        nq, width = dist.shape
+        values = self.n_values
+        m = len(local)
+        size = (m + 1) * values
+        if size > _SORT_WHEN_TABLE_PER_PAIR * width:
+            return None
+        delta = dist[:, local].astype(np.int64)
+        per_call = width >= _ROW_CALLS_FROM_WIDTH
+        if m:
+            # values * (relevant items strictly before the column): segment-major cells
+            bounds = np.empty(m + 2, dtype=np.int64)
+            bounds[0], bounds[-1] = 0, width
+            np.add(local, 1, out=bounds[1:-1])
+            term = np.repeat(np.arange(0, size, values, dtype=np.int32), np.diff(bounds))
+            if not per_call:
+                term = term + (np.arange(nq, dtype=np.int32) * size)[:, None]
+            np.add(dist, term, out=dist)
+        elif not per_call:
+            np.add(dist, (np.arange(nq, dtype=np.int32) * size)[:, None], out=dist)
+        table = np.empty((nq, m + 1, values), dtype=np.int32)
+        histogram = self.kernels.histogram
+        if per_call:
+            # long rows: a call per row into its part of the table saves the row-offset pass
+            flat = table.reshape(nq, size)
+            for row in range(nq):
+                histogram(dist[row], size, flat[row])
+        else:
+            # short rows: one histogram call over the block, rows told apart by an offset
+            histogram(dist.reshape(-1), nq * size, table.reshape(-1))
+        if not m:
+            return delta, delta, table[:, 0, :].astype(np.int64)
+        # running[q, s, d]: items of row q at distance d in segments 0..s (a step counts
+        # < 2**31 pairs); for relevant item k (segment k), minus the item itself
+        running = np.cumsum(table, axis=1, out=table)
+        within = running[np.arange(nq)[:, None], np.arange(m)[None, :], delta] - 1
+        return delta, within.astype(np.int64), running[:, -1, :].astype(np.int64)
 
     def _earlier_same_distance(
         self,
@@ -169,64 +234,50 @@ class _Engine:
         col_of: np.ndarray,
         delta: np.ndarray,
         per_row: np.ndarray,
-        shared: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(E within the chunk for each relevant item, int64 (nq, values) chunk histogram).
-
-        Overwrites ``dist``.
+        """(E within the chunk for each relevant item, int64 (nq, values) chunk histogram),
+        for rows with their own relevant items (multi-label). Overwrites ``dist``.
         """
         nq, width = dist.shape
         values = self.n_values
-        table_cells = values * int(per_row.sum() + nq)
-        if table_cells > _SORT_WHEN_TABLE_PER_PAIR * nq * width:
+        # Like _shared_step, with a segment term per pair, and every row's table as large as
+        # the one of the row with the most relevant items.
+        segments = int(per_row.max()) + 1 if nq else 1
+        size = segments * values
+        if size * nq > _SORT_WHEN_TABLE_PER_PAIR * nq * width:
             return self._by_sorting(dist, row_of, col_of, delta)
 
-        # Key = distance * (m_row + 1) + segment, so one histogram pass counts every (distance,
-        # segment) cell of a row; rows are laid end to end, each distance-major.
-        stride = (per_row + 1).astype(np.int64)
-        sizes = values * stride
-        base = np.cumsum(sizes) - sizes
+        per_call = width >= _ROW_CALLS_FROM_WIDTH
         if len(delta):
-            if shared is not None:
-                # segment of each column: relevant items strictly before it (shared by rows)
-                bounds = np.concatenate(([0], shared + 1, [width]))
-                segment = np.repeat(np.arange(len(shared) + 1, dtype=np.int32), np.diff(bounds))[
-                    None, :
-                ]
-            else:
-                relevant = np.zeros(dist.shape, dtype=np.int32)
-                relevant[row_of, col_of] = 1
-                segment = np.cumsum(relevant, axis=1, dtype=np.int32)
-                segment -= relevant
-            if shared is not None:
-                np.multiply(dist, int(stride[0]), out=dist)
-            else:
-                np.multiply(dist, stride.astype(np.int32)[:, None], out=dist)
-            np.add(dist, segment, out=dist)
-        total = int(base[-1] + sizes[-1])
-        table = np.empty(total, dtype=np.int32)
-        if width < _ROW_CALLS_FROM_WIDTH:
-            # short rows: one histogram call over the block, rows told apart by an offset
-            np.add(dist, base.astype(np.int32)[:, None], out=dist)
-            self.kernels.histogram(dist.reshape(-1), total, table)
-        else:
-            # long rows: a call per row into its part of the table saves the offset pass
+            # values * (the row's relevant items strictly before the column)
+            term = np.zeros(dist.shape, dtype=np.int32)
+            term[row_of, col_of] = values
+            np.cumsum(term, axis=1, dtype=np.int32, out=term)
+            term[row_of, col_of] -= values
+            if not per_call:
+                term = term + (np.arange(nq, dtype=np.int32) * size)[:, None]
+            np.add(dist, term, out=dist)
+        elif not per_call:
+            np.add(dist, (np.arange(nq, dtype=np.int32) * size)[:, None], out=dist)
+        table = np.empty((nq, segments, values), dtype=np.int32)
+        if per_call:
+            # long rows: a call per row into its part of the table saves the row-offset pass
             for row in range(nq):
-                lo, size = int(base[row]), int(sizes[row])
-                self.kernels.histogram(dist[row], size, table[lo : lo + size])
+                self.kernels.histogram(dist[row], size, table[row].reshape(-1))
+        else:
+            # short rows: one histogram call over the block, rows told apart by an offset
+            self.kernels.histogram(dist.reshape(-1), nq * size, table.reshape(-1))
 
-        running = np.zeros(total + 1, dtype=np.int32)  # a step counts < 2**31 pairs
-        np.cumsum(table, out=running[1:])
-        # chunk histogram: cells of distance d of row q span [base + d*stride, base + (d+1)*stride)
-        edges = base[:, None] + np.arange(values + 1)[None, :] * stride[:, None]
-        chunk_counts = np.diff(running[edges], axis=1)
+        # running[q, s, d]: items of row q at distance d in segments 0..s (a step counts
+        # < 2**31 pairs); the last segment gives the chunk histogram
+        running = np.cumsum(table, axis=1, out=table)
+        chunk_counts = running[:, -1, :].astype(np.int64)
         if not len(delta):
             return np.zeros(0, dtype=np.int64), chunk_counts
         first = np.cumsum(per_row) - per_row
         k = np.arange(len(row_of)) - first[row_of]  # index of the item among its row's relevant
-        cell = base[row_of] + delta * stride[row_of]
         # items at this distance in segments 0..k, minus the item itself
-        within = running[cell + k + 1] - running[cell] - 1
+        within = running[row_of, k, delta].astype(np.int64) - 1
         return within, chunk_counts
 
     def _by_sorting(
