@@ -10,6 +10,7 @@ import typer
 
 from hashcli.cli._console import err, out
 from hashcli.cli._options import DataRootOpt, DatasetArg, JsonOpt, QuietOpt, SeedOpt
+from hashcli.cli._progress import progress_bar
 from hashcli.errors import DataError, HashretError
 
 app = typer.Typer(help="Inspect, check and download datasets.", no_args_is_help=True)
@@ -100,8 +101,6 @@ def check(
 
     Example: hashret data check folder --data-root ./my_photos
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from hashcli.data import load_dataset
     from hashcli.data.images import find_unreadable
 
@@ -109,21 +108,8 @@ def check(
     if not as_json:
         _warn(ds.warnings, quiet)
     paths = [r.path for r in ds.records]
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet or not err.is_terminal,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"decoding {ds.name}", total=len(paths))
-        failures = find_unreadable(
-            paths,
-            workers=workers or None,
-            progress=lambda done, _: bar.update(task, completed=done),
-        )
+    with progress_bar(f"decoding {ds.name}", total=len(paths), quiet=quiet) as progress:
+        failures = find_unreadable(paths, workers=workers or None, progress=progress)
     if as_json:
         report = {
             "dataset": ds.name,
@@ -165,13 +151,7 @@ def download(
 
     Example: hashret data download cub --to ~/datasets
     """
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from hashcli.data import resolve_data_root
     from hashcli.data.download import DOWNLOADS, download_dataset
@@ -179,21 +159,9 @@ def download(
     if dataset not in DOWNLOADS:
         raise HashretError(f"cannot download {dataset!r}: choose one of {', '.join(DOWNLOADS)}")
     destination = resolve_data_root(to)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet or not err.is_terminal,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"downloading {dataset}", total=None)
+    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with progress_bar(f"downloading {dataset}", quiet=quiet, columns=columns) as progress:
         folder = download_dataset(
-            dataset,
-            destination,
-            keep_archives=keep_archives,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            dataset, destination, keep_archives=keep_archives, progress=progress
         )
     _tell(f"{dataset} is ready in {folder} (use --data-root {destination})", quiet=quiet)

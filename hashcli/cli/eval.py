@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +12,7 @@ from rich.markup import escape
 
 from hashcli.cli._console import err, say
 from hashcli.cli._options import JsonOpt, QuietOpt, RunOpt, WorkdirOpt
+from hashcli.cli._progress import progress_bar
 
 if TYPE_CHECKING:
     from hashcli.metrics import RetrievalReport
@@ -113,7 +112,7 @@ def eval_command(
         raise typer.BadParameter("--run cannot be combined with --queries/--database")
     from hashcli.metrics import evaluate_code_files
 
-    with _progress(quiet) as progress:
+    with progress_bar("Evaluating", quiet=quiet) as progress:
         report = evaluate_code_files(queries, database, top_k=ks, progress=progress)
     if pr_curve is not None:
         from hashcli.metrics.plot import save_pr_curve
@@ -125,19 +124,6 @@ def eval_command(
         typer.echo(json.dumps(_json_safe(report.to_dict(per_class=per_class))))
         return
     _render(report, per_class=per_class)
-
-
-@contextmanager
-def _progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A transient progress bar on stderr, only when it is a terminal."""
-    if quiet or not err.is_terminal:
-        yield None
-        return
-    from rich.progress import Progress
-
-    with Progress(console=err, transient=True) as bar:
-        task = bar.add_task("Evaluating", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _json_safe(value: Any) -> Any:
