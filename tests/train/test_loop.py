@@ -176,3 +176,28 @@ def test_digits_quick_start_reaches_090_test_map(tmp_path):
     )
     assert result.finished
     assert result.test["map"] >= 0.90, result.test
+
+
+def test_ctrl_c_mid_epoch_saves_and_resume_finishes_the_same_steps(tmp_path):
+    """Ctrl-C (KeyboardInterrupt) between steps: last.pt is written, a clear error is raised."""
+    from hashcli.train.loop import TrainObserver
+
+    class InterruptAtStep3(TrainObserver):
+        def step(self, stats):
+            if stats["step"] == 3:
+                raise KeyboardInterrupt
+
+    make_cub(tmp_path / "data")
+    workdir = tmp_path / "runs"
+    config = small_config(tmp_path / "data", epochs=3)
+    with pytest.raises(HashretError, match="--resume --run cut"):
+        train(config, workdir=workdir, run="cut", observer=InterruptAtStep3())
+    assert (workdir / "cut" / "last.pt").is_file()
+    resumed = train(
+        small_config(tmp_path / "data", epochs=None), workdir=workdir, run="cut", resume=True
+    )
+    steps_per_epoch = json.loads((workdir / "cut" / "config.json").read_text())["resolved"][
+        "steps_per_epoch"
+    ]
+    assert resumed.finished and resumed.steps == 3 * steps_per_epoch
+    assert [m["epoch"] for m in runs.read_metrics(workdir / "cut")] == [1, 2, 3]
