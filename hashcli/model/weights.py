@@ -66,10 +66,9 @@ def resolve_pretrained(weights_name: str, *, backbone: str, download_timeout: fl
         reason = "downloads are switched off"
     raise HashretError(
         f"ImageNet weights for {backbone} ({weights_name}) are not in the torch cache and "
-        f"could not be fetched ({reason}).\n"
-        f"Place the file {path.name} at\n  {path}\n"
-        f"(download it from {url}; the folder follows $TORCH_HOME), or pass --weights PATH "
-        f"to start from a state dict file, or --no-pretrained to start from random weights."
+        f"could not be fetched ({reason}): place {url} at {path} (the folder follows "
+        f"$TORCH_HOME), or pass --weights PATH to start from a state dict file, or "
+        f"--no-pretrained to start from random weights"
     )
 
 

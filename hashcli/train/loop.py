@@ -215,7 +215,8 @@ def _prepare_run(config: TrainConfig, workdir: Path, run: str | None, resume: bo
             f"the run folder {run_dir} already exists; continue it with "
             f"`hashret train --resume --run {name}` or choose another --run"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # The folder itself appears with config.json, once the data and the model are ready: a
+    # run that fails before (missing weights, bad data) leaves nothing behind.
     return run_dir
 
 

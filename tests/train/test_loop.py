@@ -201,3 +201,13 @@ def test_ctrl_c_mid_epoch_saves_and_resume_finishes_the_same_steps(tmp_path):
     ]
     assert resumed.finished and resumed.steps == 3 * steps_per_epoch
     assert [m["epoch"] for m in runs.read_metrics(workdir / "cut")] == [1, 2, 3]
+
+
+def test_a_run_that_fails_before_training_leaves_no_folder(tmp_path):
+    make_cub(tmp_path / "data")
+    workdir = tmp_path / "runs"
+    config = small_config(tmp_path / "data", weights=str(tmp_path / "missing.pt"))
+    with pytest.raises(HashretError, match="missing.pt"):
+        train(config, workdir=workdir, run="doomed")
+    assert not (workdir / "doomed").exists()
+    assert runs.current_run_name(workdir) is None
