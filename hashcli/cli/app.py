@@ -70,13 +70,14 @@ def _root(
     """
 
 
+# The whole command list, in the order of a session: train, encode, index, query, evaluate.
 app.command("train")(train_cmd.train_command)
 app.command("encode")(encode_cmd.encode_command)
-app.add_typer(data_cmd.app, name="data")
-app.command("eval")(eval_cmd.eval_command)
-app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(index_cmd.app, name="index")
 app.command("query")(query_cmd.query_command)
+app.command("eval")(eval_cmd.eval_command)
+app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(data_cmd.app, name="data")
 
 
 def main() -> None:
