@@ -140,3 +140,21 @@ def complete_index_type(incomplete: str) -> list[str]:
     from hashcli.index.params import INDEX_TYPES
 
     return _prefix(INDEX_TYPES, incomplete)
+
+
+ImagesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Image files, folders (searched recursively) or glob patterns.",
+        metavar="IMAGE",
+        show_default=False,
+    ),
+]
+ListFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--list",
+        help="Text file naming one image per line (relative to the file's folder).",
+        show_default=False,
+    ),
+]

@@ -16,7 +16,9 @@ from hashcli.cli._options import (
     DATASET_NAMES,
     DataRootOpt,
     DeviceOpt,
+    ImagesArg,
     JsonOpt,
+    ListFileOpt,
     QuietOpt,
     RunOpt,
     WorkdirOpt,
@@ -62,22 +64,8 @@ def _say(message: str, quiet: bool) -> None:
 
 
 def encode_command(
-    images: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Image files, folders (searched recursively) or glob patterns.",
-            metavar="IMAGES",
-            show_default=False,
-        ),
-    ] = None,
-    list_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--list",
-            help="Text file naming one image per line (relative to the file's folder).",
-            show_default=False,
-        ),
-    ] = None,
+    images: ImagesArg = None,
+    list_file: ListFileOpt = None,
     dataset: Annotated[
         str | None,
         typer.Option(

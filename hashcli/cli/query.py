@@ -10,35 +10,28 @@ import typer
 from rich.markup import escape
 
 from hashcli.cli._console import err, out, say
-from hashcli.cli._options import DeviceOpt, QuietOpt, RunOpt, WorkdirOpt
+from hashcli.cli._options import (
+    DeviceOpt,
+    ImagesArg,
+    ListFileOpt,
+    QuietOpt,
+    RunOpt,
+    WorkdirOpt,
+)
 
 if TYPE_CHECKING:
     from hashcli.index.query import QueryReport, QueryResult
 
 
 def query_command(
-    images: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Query images: files, folders (searched recursively) or glob patterns.",
-            metavar="IMAGE...",
-            show_default=False,
-        ),
-    ] = None,
-    list_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--list",
-            help="Text file naming one query image per line (relative to the file's folder).",
-            show_default=False,
-        ),
-    ] = None,
+    images: ImagesArg = None,
+    list_file: ListFileOpt = None,
     top: Annotated[
         int | None,
         typer.Option(
             "--top",
             "-k",
-            help="Results per query [default: 20; with --radius: all within the radius].",
+            help="Results per query (default: 20; with --radius: all within the radius).",
             min=1,
             show_default=False,
         ),
