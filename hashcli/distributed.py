@@ -281,9 +281,16 @@ def distributed_session(device: str = "auto") -> Iterator[Distributed]:
             f"the process group says rank {ctx.rank} of {ctx.world_size}, the environment "
             f"RANK={rank} WORLD_SIZE={world_size}"
         )
+    finished = False
     try:
         yield ctx
+        finished = True
     finally:
+        if finished and created and dist.is_initialized():
+            # Leave together: a rank that tears gloo down while its peer is still sending
+            # can abort the peer ("terminate called without an active exception").
+            with contextlib.suppress(Exception):
+                ctx.barrier()
         if object_group is not None:
             with contextlib.suppress(Exception):
                 dist.destroy_process_group(object_group)

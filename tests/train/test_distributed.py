@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +44,25 @@ def torchrun(*args: str, cwd: Path, module: bool = True, timeout: float = 180):
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", "2", *(["-m", "hashcli"] if module else []), *args]
-    return subprocess.run(
+    proc = subprocess.run(
         command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if proc.returncode and _only_gloo_teardown_abort(proc.stderr):
+        # Seen in about 1 of 20 two-process CPU runs on the 2-core machines, not on demand:
+        # a process dies with "terminate called without an active exception" (a C++ thread
+        # of gloo) and no error of hashret's. The callers check every output file and figure,
+        # so a run that stopped early still fails them; the abort is reported as a warning.
+        warnings.warn(f"torchrun: gloo aborted a process: {args[0]}", stacklevel=2)
+        proc.returncode = 0
+    return proc
+
+
+def _only_gloo_teardown_abort(stderr: str) -> bool:
+    """The abort above, and neither a hashret error line nor a traceback through hashret."""
+    return (
+        "terminate called without an active exception" in stderr
+        and "Error: " not in stderr
+        and re.search(r'File "[^"]*hashcli/', stderr) is None
     )
 
 
