@@ -8,34 +8,18 @@ single-process ``encode_to_file`` of the same input.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from builders import build_cub
+from train.test_distributed import torchrun
 
 from hashcli.codes import read_codes
 from hashcli.model.checkpoint import model_state, save_checkpoint
 from hashcli.model.encode import encode_to_file
 from hashcli.model.registry import create_model
-
-REPO = Path(__file__).resolve().parents[2]
-TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR")
-
-
-def torchrun(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``python -m torch.distributed.run --standalone --nproc_per_node 2 -m hashcli ARGS``."""
-    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node", "2", "-m", "hashcli", *args]
-    return subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture(scope="module")
