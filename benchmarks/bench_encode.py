@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import CUB25, load_average, log, print_rate_table
 
 from hashcli.codes.bits import pack_binary
 from hashcli.data import load_dataset
@@ -46,18 +46,8 @@ from hashcli.data.transforms import eval_transform
 from hashcli.model.encode import encode_records
 from hashcli.model.registry import create_model
 
-CUB25 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cub25"
 BATCH_SIZE = 64
 BITS = 48
-
-
-def load_average() -> str:
-    """The 1-minute load average: other processes share these cores (figures are noisy)."""
-    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def preload(records: list[ImageRecord], image_size: int) -> torch.Tensor:
@@ -129,14 +119,6 @@ def bench_config(
     return [(key, n / seconds, (n / seconds) / baseline) for key, seconds in best.items()]
 
 
-def print_table(title: str, rows: list[tuple[str, float, float]]) -> None:
-    print(f"\n### {title}\n")
-    print("| variant | images/s | ratio to forward only |")
-    print("|---|---:|---:|")
-    for key, ips, ratio in rows:
-        print(f"| {key} | {ips:,.0f} | {ratio:.2f} |")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images, 1 round")
@@ -155,18 +137,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp:
         digits = load_dataset("digits", Path(tmp) / "data")
         records = digits.records[:n_digits]
-        print_table(
+        print_rate_table(
             f"tiny @ 32 px, {len(records)} digits (8x8 PNG)",
             bench_config("tiny@32", "tiny", 32, records, rounds),
+            "forward only",
         )
     if (args.cub / "CUB_200_2011" / "images.txt").is_file():
         cub = load_dataset("cub", args.cub)
         rng = np.random.default_rng(0)
         picked = sorted(rng.choice(len(cub.records), size=n_cub, replace=False))
         records = [cub.records[i] for i in picked]
-        print_table(
+        print_rate_table(
             f"resnet18 @ 224 px, {len(records)} CUB images (JPEG, shorter side 256)",
             bench_config("resnet18@224", "resnet18", 224, records, rounds),
+            "forward only",
         )
     else:
         print(f"\n(resnet18 @ 224 px on CUB skipped: {args.cub} not found)")

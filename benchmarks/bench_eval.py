@@ -25,19 +25,15 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
+from _common import log
 
 from hashcli.metrics import evaluate
 from hashcli.metrics.hamming import default_threads
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def clustered_codes(

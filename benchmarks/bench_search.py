@@ -37,16 +37,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _common import log
 
 from hashcli.index import BinaryIndex
 from hashcli.index import binary_index as binary_index_module
 
 K = 10
 BATCH = 1000
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def random_codes(rng: np.random.Generator, n: int, nbytes: int) -> np.ndarray:

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+from _common import CUB25, load_average, log, print_rate_table
 
 from hashcli.data import load_dataset
 from hashcli.data.images import load_image
@@ -45,18 +45,8 @@ from hashcli.train.losses import build_loss
 from hashcli.train.sampler import PKSampler
 from hashcli.train.schedule import build_optimizer
 
-CUB25 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cub25"
 BITS = 48
 K = 4
-
-
-def load_average() -> str:
-    """The 1-minute load average: other processes share these cores (figures are noisy)."""
-    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def bench_config(
@@ -142,14 +132,6 @@ def bench_config(
     return sampler.batch_size, rows
 
 
-def print_table(title: str, rows: list[tuple[str, float, float]]) -> None:
-    print(f"\n### {title}\n")
-    print("| variant | images/s | ratio to in-memory |")
-    print("|---|---:|---:|")
-    for key, ips, ratio in rows:
-        print(f"| {key} | {ips:,.1f} | {ratio:.2f} |")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps, 1 round")
@@ -168,11 +150,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         digits = load_dataset("digits", Path(tmp) / "data")
         batch, rows = bench_config("tiny@32", "tiny", 32, digits, 10, tiny_steps, rounds)
-        print_table(f"tiny @ 32 px, digits, batch {batch}, {tiny_steps} steps", rows)
+        print_rate_table(
+            f"tiny @ 32 px, digits, batch {batch}, {tiny_steps} steps", rows, "in-memory", 1
+        )
     if (args.cub / "CUB_200_2011" / "images.txt").is_file():
         cub = load_dataset("cub", args.cub)
         batch, rows = bench_config("resnet18@224", "resnet18", 224, cub, 8, resnet_steps, rounds)
-        print_table(f"resnet18 @ 224 px, CUB (JPEG), batch {batch}, {resnet_steps} steps", rows)
+        print_rate_table(
+            f"resnet18 @ 224 px, CUB (JPEG), batch {batch}, {resnet_steps} steps",
+            rows,
+            "in-memory",
+            1,
+        )
     else:
         print(f"\n(resnet18 @ 224 px on CUB skipped: {args.cub} not found)")
     print(f"\nload average at the end: {load_average()}")
