@@ -231,11 +231,15 @@ def run_code_files(
 ) -> tuple[Path, Path]:
     """The (queries, database) code files of a run (None: the current run)."""
     run_dir = resolve_run(run, workdir)
-    queries, database = run_dir / QUERY_CODES, run_dir / DATABASE_CODES
-    for path in (queries, database):
-        if not path.is_file():
-            raise HashretError(
-                f"the run {run_dir.name} has no {path.relative_to(run_dir)} yet (unfinished?); "
-                f"continue it with `hashret train --resume --run {run_dir.name}`"
-            )
-    return queries, database
+    return run_file(run_dir, QUERY_CODES), run_file(run_dir, DATABASE_CODES)
+
+
+def run_file(run_dir: Path, relative: str) -> Path:
+    """``run_dir / relative``, which training writes at the end; an error if it is not there."""
+    path = run_dir / relative
+    if not path.is_file():
+        raise HashretError(
+            f"the run {run_dir.name} has no {relative} yet (unfinished?); "
+            f"continue it with `hashret train --resume --run {run_dir.name}`"
+        )
+    return path

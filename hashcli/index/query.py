@@ -192,15 +192,9 @@ def build_index(
     if codes is not None and run is not None:
         raise HashretError("give a code file or a run, not both (choose the output with --out)")
     if codes is None:
-        from hashcli.runs import DATABASE_CODES, resolve_run
+        from hashcli.runs import DATABASE_CODES, resolve_run, run_file
 
-        run_dir = resolve_run(run, workdir)
-        code_path = run_dir / DATABASE_CODES
-        if not code_path.is_file():
-            raise HashretError(
-                f"the run {run_dir.name} has no {DATABASE_CODES} yet (unfinished?); continue it "
-                f"with `hashret train --resume --run {run_dir.name}`"
-            )
+        code_path = run_file(resolve_run(run, workdir), DATABASE_CODES)
     else:
         code_path = Path(codes).expanduser()
         if not code_path.is_file():

@@ -105,6 +105,14 @@ def split_eval_transform(
     return per_image, (v2.Compose(rest) if rest else None)
 
 
+def check_loader_settings(batch_size: int, workers: int | None) -> None:
+    """HashretError for a batch size below 1 or a negative worker count (None: automatic)."""
+    if batch_size < 1:
+        raise HashretError(f"the batch size must be at least 1, got {batch_size}")
+    if workers is not None and workers < 0:
+        raise HashretError(f"the number of workers must be 0 or more, got {workers}")
+
+
 def encode_records(
     model: HashNet,
     records: Sequence[ImageRecord],
@@ -131,11 +139,8 @@ def encode_records(
     """
     from hashcli.data.torch_data import ImageRecordDataset, RecordLoader
 
-    if batch_size < 1:
-        raise HashretError(f"the batch size must be at least 1, got {batch_size}")
+    check_loader_settings(batch_size, workers)
     workers = default_encode_workers(device) if workers is None else workers
-    if workers < 0:
-        raise HashretError(f"the number of workers must be 0 or more, got {workers}")
     if len(records) <= batch_size:
         workers = 0
     size = image_size or model.config.get("image_size") or 224
@@ -471,10 +476,7 @@ def encode_to_file(
     images = list(images)
     list_path = Path(list_file).expanduser() if list_file is not None else None
     _check_mode(images, list_path, dataset, split)
-    if batch_size < 1:
-        raise HashretError(f"the batch size must be at least 1, got {batch_size}")
-    if workers is not None and workers < 0:
-        raise HashretError(f"the number of workers must be 0 or more, got {workers}")
+    check_loader_settings(batch_size, workers)  # before the model loads
     with distributed_session(device) as dist:  # torchrun: one shard per process, one file
         return _encode_to_file(
             dist,
