@@ -9,7 +9,6 @@ import pytest
 from index.test_query import (
     BITS,
     brute_force,
-    make_fake_run,
     make_model,
     new_code_file,
     one_torch_thread,  # noqa: F401  (autouse fixture)
@@ -22,15 +21,6 @@ from hashcli.codes import read_codes
 from hashcli.index import BinaryIndex, read_index_metadata
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HASHRET_WORKDIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("HASHRET_DEBUG", raising=False)
-    monkeypatch.delenv("HASHRET_RUN", raising=False)
-    return make_fake_run(tmp_path)
 
 
 def _error_line(result) -> str:

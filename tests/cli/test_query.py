@@ -35,15 +35,6 @@ runner = CliRunner()
 EXE = Path(sys.executable).parent / "hashret"
 
 
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HASHRET_WORKDIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("HASHRET_DEBUG", raising=False)
-    monkeypatch.delenv("HASHRET_RUN", raising=False)
-    return make_fake_run(tmp_path)
-
-
 def test_json_lines_follow_the_schema_and_equal_a_brute_force(fake):
     queries = [fake.db_paths[1], fake.photos[0], fake.test_paths[1]]
     result = runner.invoke(
