@@ -9,6 +9,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def say(message: str, *, quiet: bool = False) -> None:
-    """A status line for people, on stderr."""
+    """A status line for people, on stderr: plain text (paths with brackets print as they are),
+    never wrapped, so paths stay copyable."""
     if not quiet:
-        err.print(message)
+        err.print(message, markup=False)

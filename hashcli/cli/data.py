@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hashcli.cli._console import err, out
+from hashcli.cli._console import out, say
 from hashcli.cli._options import DataRootOpt, DatasetArg, JsonOpt, QuietOpt, SeedOpt
 from hashcli.cli._progress import progress_bar
 from hashcli.errors import DataError, HashretError
@@ -25,15 +25,9 @@ def _print_json(value: object) -> None:
     out.print(json.dumps(value, indent=2), markup=False, highlight=False, emoji=False)
 
 
-def _tell(message: str, *, quiet: bool = False) -> None:
-    """A line for people on stderr, never wrapped (paths must stay copyable)."""
-    if not quiet:
-        err.print(message, markup=False, highlight=False, soft_wrap=True)
-
-
 def _warn(warnings: list[str], quiet: bool) -> None:
     for warning in warnings:
-        _tell(f"Warning: {warning}", quiet=quiet)
+        say(f"Warning: {warning}", quiet=quiet)
 
 
 @app.command("info")
@@ -84,7 +78,7 @@ def info(
         f"boxes    {'yes' if ds.has_boxes else 'no'}",
         f"size     {ds.image_size} px, horizontal flips {'on' if ds.hflip else 'off'}",
     ]
-    _tell("\n".join(lines))
+    say("\n".join(lines))
 
 
 @app.command("check")
@@ -120,9 +114,9 @@ def check(
         _print_json(report)
     else:
         for _, reason in failures:
-            _tell(f"  {reason}")
+            say(f"  {reason}")
         if not failures:
-            _tell(f"all {len(paths):,} images of {ds.name} decode", quiet=quiet)
+            say(f"all {len(paths):,} images of {ds.name} decode", quiet=quiet)
     if failures:
         raise DataError(f"{len(failures):,} of {len(paths):,} images of {ds.name} cannot be read")
 
@@ -164,4 +158,4 @@ def download(
         folder = download_dataset(
             dataset, destination, keep_archives=keep_archives, progress=progress
         )
-    _tell(f"{dataset} is ready in {folder} (use --data-root {destination})", quiet=quiet)
+    say(f"{dataset} is ready in {folder} (use --data-root {destination})", quiet=quiet)

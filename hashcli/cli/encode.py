@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from hashcli.cli._console import err, out
+from hashcli.cli._console import out, say
 from hashcli.cli._options import (
     DATASET_NAMES,
     DataRootOpt,
@@ -56,11 +56,6 @@ def _progress(quiet: bool) -> Iterator[Callable[[int, int], None]]:
             progress.update(task, completed=done, total=total, rate=rate)
 
         yield update
-
-
-def _say(message: str, quiet: bool) -> None:
-    if not quiet:
-        err.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 def encode_command(
@@ -191,15 +186,15 @@ def encode_command(
         )
 
     for warning in summary.warnings:
-        _say(f"Warning: {warning}", quiet)
+        say(f"Warning: {warning}", quiet=quiet)
     if summary.skipped:
-        _say(f"Skipped {len(summary.skipped)} unreadable image(s):", quiet)
+        say(f"Skipped {len(summary.skipped)} unreadable image(s):", quiet=quiet)
         for path in summary.skipped:
-            _say(f"  {path}", quiet)
-    _say(
+            say(f"  {path}", quiet=quiet)
+    say(
         f"Wrote {summary.out} ({summary.encoded:,} codes of {summary.bits} bits, "
         f"{summary.images_per_second:,.0f} images/s)",
-        quiet,
+        quiet=quiet,
     )
     if json_output:
         out.print(json.dumps(summary.to_dict()), markup=False, highlight=False, soft_wrap=True)

@@ -107,7 +107,7 @@ def eval_command(
         from hashcli.runs import run_code_files
 
         queries, database = run_code_files(run, workdir)
-        say(f"Evaluating {escape(str(queries))} against {escape(str(database))}", quiet=quiet)
+        say(f"Evaluating {queries} against {database}", quiet=quiet)
     elif run is not None:
         raise typer.BadParameter("--run cannot be combined with --queries/--database")
     from hashcli.metrics import evaluate_code_files
@@ -118,7 +118,7 @@ def eval_command(
         from hashcli.metrics.plot import save_pr_curve
 
         save_pr_curve(report.pr_curve, pr_curve, bits=report.bits)
-        say(f"Wrote the precision-recall curve to {escape(str(pr_curve))}", quiet=quiet)
+        say(f"Wrote the precision-recall curve to {pr_curve}", quiet=quiet)
     if json_output:
         # One line: easy to pipe into jq or to read back line by line.
         typer.echo(json.dumps(_json_safe(report.to_dict(per_class=per_class))))

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from typer.core import TyperGroup
 
 from hashcli.cli._console import out, say
@@ -146,13 +145,13 @@ def build_command(
     )
     shown = ", ".join(f"{k}={v}" for k, v in summary.params.items())
     say(
-        f"Wrote {escape(str(summary.out))}: {summary.index_type} index"
+        f"Wrote {summary.out}: {summary.index_type} index"
         f"{f' ({shown})' if shown else ''}, {summary.ntotal:,} codes of {summary.bits} bits "
-        f"from {escape(str(summary.source))}",
+        f"from {summary.source}",
         quiet=quiet,
     )
     for note in summary.notes:
-        say(f"Note: {escape(note)}", quiet=quiet)
+        say(f"Note: {note}", quiet=quiet)
     if json_output:
         out.print(json.dumps(summary.to_dict()), markup=False, highlight=False, soft_wrap=True)
 
@@ -200,9 +199,9 @@ def add_command(
 
     summary = add_to_index(new_codes, index=index, run=run, workdir=workdir)
     say(
-        f"Added {len(summary.rows):,} codes from {escape(str(summary.source))} to "
-        f"{escape(str(summary.index))} as rows {summary.rows.start:,}-{summary.rows.stop - 1:,} "
-        f"(now {summary.ntotal:,} codes); extended {escape(str(summary.store))}",
+        f"Added {len(summary.rows):,} codes from {summary.source} to "
+        f"{summary.index} as rows {summary.rows.start:,}-{summary.rows.stop - 1:,} "
+        f"(now {summary.ntotal:,} codes); extended {summary.store}",
         quiet=quiet,
     )
     if json_output:

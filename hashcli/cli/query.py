@@ -194,10 +194,10 @@ def _summary(report: QueryReport, quiet: bool) -> None:
         if name in t
     )
     say(
-        f"Searched {n:,} {'query' if n == 1 else 'queries'} in {escape(str(report.index))} "
+        f"Searched {n:,} {'query' if n == 1 else 'queries'} in {report.index} "
         f"({report.index_type}, {report.ntotal:,} codes of {report.bits} bits) on "
         f"{report.device}: {parts}",
         quiet=quiet,
     )
     if report.grid is not None:
-        say(f"Wrote the contact sheet {escape(str(report.grid))}", quiet=quiet)
+        say(f"Wrote the contact sheet {report.grid}", quiet=quiet)
