@@ -43,7 +43,7 @@ from hashcli.data import load_dataset
 from hashcli.data.images import load_image
 from hashcli.data.records import ImageRecord
 from hashcli.data.transforms import eval_transform
-from hashcli.model.encode import encode_records
+from hashcli.model.inference import encode_records
 from hashcli.model.registry import create_model
 
 BATCH_SIZE = 64

@@ -1,4 +1,5 @@
-"""Atomic file writes: a temporary file in the target's folder, then ``os.replace``.
+"""Atomic file writes (a temporary file in the target's folder, then ``os.replace``) and the
+one timestamp style of every file hashret writes.
 
 An interrupted write (exception, Ctrl-C, crash) never leaves a half-written file under the
 target name, and never leaves the temporary file behind when Python gets to clean up.
@@ -11,6 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +52,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def timestamp() -> str:
+    """Now, as ISO 8601 in UTC to the second (``2026-01-31T12:00:00+00:00``): the ``created``
+    of config.json, code files and index records alike."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

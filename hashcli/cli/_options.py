@@ -55,7 +55,7 @@ WorkdirOpt = Annotated[
 def _typed_workdir(ctx: typer.Context) -> Path:
     """The ``--workdir`` already typed on the command line (this command or a parent group),
     else ``$HASHRET_WORKDIR``, else ``./runs``."""
-    from hashcli.runs import resolve_workdir
+    from hashcli.workflows.runs import resolve_workdir
 
     while ctx is not None:
         value = ctx.params.get("workdir")
@@ -68,7 +68,7 @@ def _typed_workdir(ctx: typer.Context) -> Path:
 def complete_run(ctx: typer.Context, incomplete: str) -> list[str | tuple[str, str]]:
     """Run names of the workdir: folder names holding a config.json (no file is parsed, so a
     TAB stays instant however large the runs are); the current run says so in zsh and fish."""
-    from hashcli.runs import CONFIG_FILE, current_run_name
+    from hashcli.workflows.runs import CONFIG_FILE, current_run_name
 
     workdir = _typed_workdir(ctx)
     try:

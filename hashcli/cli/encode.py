@@ -161,11 +161,11 @@ def encode_command(
             "give --run or --checkpoint, not both", param_hint="'--run' / '--checkpoint'"
         )
 
-    from hashcli.distributed import is_main_process
+    from hashcli.runtime.distributed import is_main_process
 
     if not is_main_process():  # under torchrun only rank 0 talks
         quiet, json_output = True, False
-    from hashcli.model.encode import encode_to_file
+    from hashcli.workflows.encode import encode_to_file
 
     with _progress(quiet) as progress:
         summary = encode_to_file(

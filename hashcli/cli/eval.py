@@ -104,7 +104,7 @@ def eval_command(
             param_hint="'--queries' / '--database'",
         )
     if queries is None:
-        from hashcli.runs import run_code_files
+        from hashcli.workflows.runs import run_code_files
 
         queries, database = run_code_files(run, workdir)
         say(f"Evaluating {queries} against {database}", quiet=quiet)
@@ -115,7 +115,7 @@ def eval_command(
     with progress_bar("Evaluating", quiet=quiet) as progress:
         report = evaluate_code_files(queries, database, top_k=ks, progress=progress)
     if pr_curve is not None:
-        from hashcli.metrics.plot import save_pr_curve
+        from hashcli.render.pr_curve import save_pr_curve
 
         save_pr_curve(report.pr_curve, pr_curve, bits=report.bits)
         say(f"Wrote the precision-recall curve to {pr_curve}", quiet=quiet)

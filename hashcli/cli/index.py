@@ -133,7 +133,7 @@ def build_command(
         "nhash": nhash,
         "nflip": nflip,
     }
-    from hashcli.index.query import build_index
+    from hashcli.workflows.index import build_index
 
     summary = build_index(
         codes,
@@ -195,7 +195,7 @@ def add_command(
     """
     if index is not None and run is not None:
         raise typer.BadParameter("give --index or --run, not both", param_hint="'--index'")
-    from hashcli.index.query import add_to_index
+    from hashcli.workflows.index import add_to_index
 
     summary = add_to_index(new_codes, index=index, run=run, workdir=workdir)
     say(

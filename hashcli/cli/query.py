@@ -20,7 +20,7 @@ from hashcli.cli._options import (
 )
 
 if TYPE_CHECKING:
-    from hashcli.index.query import QueryReport, QueryResult
+    from hashcli.workflows.query import QueryReport, QueryResult
 
 
 def query_command(
@@ -118,7 +118,7 @@ def query_command(
         raise typer.BadParameter(
             "give --run or --checkpoint, not both", param_hint="'--run' / '--checkpoint'"
         )
-    from hashcli.index.query import query_images
+    from hashcli.workflows.query import query_images
 
     report = query_images(
         images or (),

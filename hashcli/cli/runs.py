@@ -18,7 +18,7 @@ from hashcli.cli._options import JsonOpt, QuietOpt, WorkdirOpt, complete_run
 from hashcli.errors import HashretError
 
 if TYPE_CHECKING:
-    from hashcli.runs import RunInfo
+    from hashcli.workflows.runs import RunInfo
 
 app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
 
@@ -48,7 +48,7 @@ def runs_command(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from hashcli.runs import resolve_workdir
+    from hashcli.workflows.runs import resolve_workdir
 
     wd = resolve_workdir(workdir)
     infos, warnings = _run_infos(wd)
@@ -86,7 +86,7 @@ def use_command(
 
     Example: hashret runs use digits-tiny-32b-20250101-120000
     """
-    from hashcli.runs import resolve_run, resolve_workdir, set_current_run
+    from hashcli.workflows.runs import resolve_run, resolve_workdir, set_current_run
 
     if workdir is None and ctx.parent is not None:
         workdir = ctx.parent.params.get("workdir")  # hashret runs --workdir DIR use NAME
@@ -104,7 +104,7 @@ def use_command(
 def _run_infos(workdir: Path) -> tuple[list[RunInfo], list[str]]:
     """The runs of ``workdir``, oldest first; a run whose files are unreadable is left out
     with a warning rather than hiding every other run."""
-    from hashcli.runs import current_run_name, list_runs, run_info
+    from hashcli.workflows.runs import current_run_name, list_runs, run_info
 
     current = current_run_name(workdir) if workdir.is_dir() else None
     infos, warnings = [], []

@@ -139,12 +139,12 @@ def train_command(
     Example: hashret train --dataset digits --backbone tiny --bits 32
     """  # noqa: E501 - one line per paragraph: typer keeps line breaks inside a paragraph
 
-    from hashcli.distributed import is_main_process
+    from hashcli.runtime.distributed import is_main_process
 
     if not is_main_process():  # under torchrun only rank 0 talks
         quiet, json_output = True, False
     from hashcli.cli._train_view import RichTrainObserver
-    from hashcli.train.loop import TrainConfig, train
+    from hashcli.workflows.train import TrainConfig, train
 
     config = TrainConfig(
         dataset=dataset,

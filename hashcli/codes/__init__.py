@@ -10,9 +10,9 @@ from hashcli.codes.bits import code_bytes, pack_binary, pack_bits, unpack_bits
 from hashcli.codes.store import (
     FORMAT_NAME,
     FORMAT_VERSION,
-    PROVENANCE_KEYS,
     CodeBlock,
     CodeFile,
+    concatenate,
     iter_code_blocks,
     read_codes,
     write_codes,
@@ -21,10 +21,10 @@ from hashcli.codes.store import (
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
-    "PROVENANCE_KEYS",
     "CodeBlock",
     "CodeFile",
     "code_bytes",
+    "concatenate",
     "iter_code_blocks",
     "pack_binary",
     "pack_bits",

@@ -16,7 +16,7 @@ every field and names the file and what was expected.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,11 +27,10 @@ import numpy as np
 
 from hashcli.codes.bits import code_bytes, pack_binary, pack_bits, padding_mask
 from hashcli.errors import FormatError, HashretError
-from hashcli.fileio import atomic_path
+from hashcli.fileio import atomic_path, timestamp
 
 FORMAT_NAME = "hashret.codes"
 FORMAT_VERSION = 1
-PROVENANCE_KEYS = ("model_fingerprint", "backbone", "dataset", "split", "created")
 NPZ_SUFFIX = ".npz"
 
 # Rows per HDF5 chunk are chosen so that one chunk of codes is about 1 MiB: large enough for
@@ -76,6 +75,21 @@ class CodeFile:
     def multi_label(self) -> bool:
         """True when labels are (N, C) multi-hot."""
         return self.labels is not None and self.labels.ndim == 2
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The optional ``class_names`` attribute (a JSON list of strings, label i naming
+        class i), or None when absent or malformed."""
+        raw = self.attrs.get("class_names")
+        if not isinstance(raw, str):
+            return None
+        try:
+            names = json.loads(raw)
+        except ValueError:
+            return None
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            return names
+        return None
 
 
 @dataclass(frozen=True)
@@ -164,6 +178,77 @@ def _normalise(cf: CodeFile, where: str) -> None:
     cf.attrs = attrs
 
 
+def _rows_or_fill(values: np.ndarray | None, n: int, like: np.ndarray, fill: Any) -> np.ndarray:
+    """``values``, or ``n`` rows of ``fill`` shaped like ``like``'s rows."""
+    if values is not None:
+        return values
+    return np.full((n, *like.shape[1:]), fill, dtype=like.dtype)
+
+
+def concatenate(
+    first: CodeFile, second: CodeFile, *, names: tuple[str, str] = ("", "")
+) -> CodeFile:
+    """``first``'s rows, then ``second``'s: one code file (``first``'s attributes).
+
+    Where only one side has labels, paths or ids, the other side's rows get "unknown"
+    (label -1 or no label, path "", id -1). ``names`` name the two sides in errors.
+    Raises HashretError for other bit counts, single- against multi-label labels, other
+    label columns, or other ``class_names`` (the labels would mean other classes).
+    """
+    one, two = names[0] or "the first code file", names[1] or "the second code file"
+    if first.bits != second.bits:
+        raise HashretError(
+            f"{two} holds {second.bits}-bit codes but {one} holds {first.bits}-bit codes"
+        )
+    if first.labels is not None and second.labels is not None:
+        if first.multi_label != second.multi_label or (
+            first.multi_label and first.labels.shape[1] != second.labels.shape[1]
+        ):
+            raise HashretError(
+                f"{two} has {'multi' if second.multi_label else 'single'}-label labels that do "
+                f"not fit the {'multi' if first.multi_label else 'single'}-label labels of {one}"
+            )
+        names_one, names_two = first.class_names, second.class_names
+        if names_one is not None and names_two is not None and names_one != names_two:
+            raise HashretError(
+                f"{two} labels its codes with other classes than {one} (the class_names "
+                "differ); its labels would mean other classes there"
+            )
+    labels = None
+    if first.labels is not None or second.labels is not None:
+        like = first.labels if first.labels is not None else second.labels
+        fill = False if like.ndim == 2 else -1
+        labels = np.concatenate(
+            [
+                _rows_or_fill(first.labels, len(first), like, fill),
+                _rows_or_fill(second.labels, len(second), like, fill),
+            ]
+        )
+    paths = None
+    if first.paths is not None or second.paths is not None:
+        paths = (first.paths or [""] * len(first)) + (second.paths or [""] * len(second))
+    ids = None
+    if first.ids is not None or second.ids is not None:
+        like = first.ids if first.ids is not None else second.ids
+        ids = np.concatenate(
+            [
+                _rows_or_fill(first.ids, len(first), like, -1),
+                _rows_or_fill(second.ids, len(second), like, -1),
+            ]
+        )
+    attrs = dict(first.attrs)
+    if "class_names" not in attrs and second.class_names is not None:
+        attrs["class_names"] = second.attrs["class_names"]
+    return CodeFile(
+        codes=np.concatenate([first.codes, second.codes]),
+        bits=first.bits,
+        labels=labels,
+        paths=paths,
+        ids=ids,
+        attrs=attrs,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # writing
 
@@ -230,8 +315,7 @@ def write_codes(path: str | os.PathLike[str], codes: CodeFile) -> Path:
         raise HashretError(f"cannot write {target}: folder {target.parent} does not exist")
     attrs = dict(codes.attrs)
     if "created" not in attrs:
-        now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
-        attrs["created"] = now.isoformat()
+        attrs["created"] = timestamp()
     # A checked copy: the caller's object is left as it was (fields may have been reassigned).
     codes = dataclasses.replace(codes, attrs=attrs)
 

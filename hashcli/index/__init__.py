@@ -8,7 +8,7 @@ from hashcli.index.binary_index import (
     GPU_MAX_K,
     BinaryIndex,
     SearchResult,
-    build_index_from_codes,
+    faiss_threads,
 )
 from hashcli.index.layout import FAST_CODE_BYTES, code_bytes, padded_code_bytes
 from hashcli.index.metadata import IndexMetadata, metadata_path, read_index_metadata
@@ -23,7 +23,7 @@ __all__ = [
     "BinaryIndex",
     "IndexMetadata",
     "SearchResult",
-    "build_index_from_codes",
+    "faiss_threads",
     "code_bytes",
     "metadata_path",
     "padded_code_bytes",

@@ -24,10 +24,11 @@ that order, so a tie group cut at the k-th distance keeps its lowest rows. How:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
@@ -64,6 +65,21 @@ def _faiss():
     import faiss
 
     return faiss
+
+
+@contextlib.contextmanager
+def faiss_threads(count: int | None) -> Iterator[None]:
+    """FAISS's OpenMP threads set to ``count`` inside the block (None: left alone)."""
+    if count is None:
+        yield
+        return
+    faiss = _faiss()
+    saved = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(saved)
 
 
 @dataclass(frozen=True, eq=False)
@@ -538,25 +554,3 @@ class BinaryIndex:
         obj._setup(meta, index, device)
         obj._apply_search_params(index)
         return obj
-
-
-def build_index_from_codes(
-    code_path: str | os.PathLike[str],
-    index_type: str = "flat",
-    *,
-    params: Mapping[str, Any] | None = None,
-    device: str = "cpu",
-) -> BinaryIndex:
-    """An index over the codes of a hashret code file, recording its path and fingerprint."""
-    from hashcli.codes.store import read_codes
-
-    code_file = read_codes(code_path)
-    return BinaryIndex.build(
-        code_file.codes,
-        code_file.bits,
-        index_type,
-        params=params,
-        device=device,
-        model_fingerprint=code_file.attrs.get("model_fingerprint"),
-        source_path=code_path,
-    )

@@ -15,12 +15,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from hashcli.errors import FormatError, HashretError
-from hashcli.fileio import write_json_atomic
+from hashcli.fileio import timestamp, write_json_atomic
 from hashcli.index.layout import code_bytes
 from hashcli.index.params import INDEX_TYPES
 
@@ -35,11 +34,6 @@ def metadata_path(path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def now_utc() -> str:
-    """The current time as an ISO 8601 string in UTC, to the second."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 @dataclass
 class IndexMetadata:
     """What an index holds and where it came from; ``path`` is where it was read from."""
@@ -51,7 +45,7 @@ class IndexMetadata:
     ntotal: int = 0
     sources: list[dict[str, Any]] = field(default_factory=list)
     model_fingerprint: str | None = None
-    created: str = field(default_factory=now_utc)
+    created: str = field(default_factory=timestamp)
     faiss_version: str | None = None
     data_bytes: int | None = None
     path: Path | None = field(default=None, compare=False)

@@ -1,5 +1,5 @@
 """Training pieces: losses with miners and distances, the P x K batch sampler, optimiser and
-learning-rate schedules. The training loop itself is ``hashcli.train.loop``.
+learning-rate schedules. The training loop itself is ``hashcli.workflows.train``.
 
 Importing this package is cheap (no torch); the pieces live in submodules::
 

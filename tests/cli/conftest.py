@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from index.test_query import make_fake_run
+from workflows.test_query import make_fake_run
 
 
 @pytest.fixture

@@ -120,7 +120,7 @@ def test_eval_without_paths_uses_the_current_run(tmp_path, monkeypatch):
     """A run folder made by hand: distances 0, 1, 2 (no ties), so AP is arithmetic."""
     import numpy as np
 
-    from hashcli import runs
+    from hashcli.workflows import runs
     from hashcli.codes import CodeFile, write_codes
 
     workdir = tmp_path / "runs"

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from index.test_query import (
+from workflows.test_query import (
     BITS,
     brute_force,
     make_model,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from index.test_query import (
+from workflows.test_query import (
     BITS,
     CLASSES,
     brute_force,
@@ -28,7 +28,7 @@ from hashcli.cli.app import app
 from hashcli.codes import CodeFile, read_codes, write_codes
 from hashcli.data.images import load_image
 from hashcli.data.transforms import eval_transform
-from hashcli.index.query import build_index
+from hashcli.workflows.index import build_index
 from hashcli.model.checkpoint import load_model, model_state, save_checkpoint
 
 runner = CliRunner()

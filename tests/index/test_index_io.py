@@ -207,18 +207,3 @@ def test_unwritable_destination_is_a_clear_error(tmp_path, rng):
     with pytest.raises(HashretError, match="could not write the index"):
         index.save(tmp_path / "taken")
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]
-
-
-def test_build_index_from_a_code_file(tmp_path, rng):
-    store = pytest.importorskip("hashcli.codes.store")
-    from hashcli.index import build_index_from_codes
-
-    codes = random_codes(rng, 300, 48)
-    code_path = tmp_path / "train.h5"
-    store.write_codes(
-        code_path, store.CodeFile(codes, 48, attrs={"model_fingerprint": FINGERPRINT})
-    )
-    index = build_index_from_codes(code_path, "flat")
-    assert (index.bits, index.ntotal, index.model_fingerprint) == (48, 300, FINGERPRINT)
-    assert index.metadata.sources == [{"path": str(code_path), "rows": 300}]
-    np.testing.assert_array_equal(index.search(codes[5:6], 1).rows, [[5]])

@@ -1,4 +1,4 @@
-"""Several processes: hashcli.distributed alone, then ``torchrun -m hashcli train`` end to end.
+"""Several processes: hashcli.runtime.distributed alone, then ``torchrun -m hashcli train`` end to end.
 
 The multi-process tests launch ``python -m torch.distributed.run --standalone
 --nproc_per_node 2`` (gloo on the CPU; the standalone rendezvous picks a free port) and hold
@@ -21,9 +21,9 @@ import pytest
 import torch
 from builders import build_cub
 
-from hashcli import runs
+from hashcli.workflows import runs
 from hashcli.codes import read_codes
-from hashcli.distributed import (
+from hashcli.runtime.distributed import (
     _resolve_device,
     cpu_threads_per_process,
     distributed_session,
@@ -138,7 +138,7 @@ COLLECTIVES = textwrap.dedent(
     import json, sys
     import numpy as np
     import torch
-    from hashcli.distributed import distributed_session
+    from hashcli.runtime.distributed import distributed_session
     from hashcli.errors import DataError, HashretError
 
     out = sys.argv[1]
@@ -262,7 +262,7 @@ def test_two_processes_write_one_run_a_single_process_can_use(full_run, tmp_path
 
     # A single-process `hashret encode` of the test split with that model equals the codes
     # the two processes gathered (same rows, same order).
-    from hashcli.model.encode import encode_to_file
+    from hashcli.workflows.encode import encode_to_file
 
     encode_to_file(
         dataset="cub",
@@ -303,7 +303,7 @@ def test_resume_under_torchrun_continues_exactly(full_run, tmp_path):
     assert summaries[0]["test_map"] == summaries[1]["test_map"] and summaries[1]["finished"]
 
     # A single process may not continue a two-process run (its batches would differ).
-    from hashcli.train.loop import TrainConfig, train
+    from hashcli.workflows.train import TrainConfig, train
 
     with pytest.raises(HashretError, match="trained by 2 process"):
         train(

@@ -10,10 +10,10 @@ import pytest
 import torch
 from builders import build_cub
 
-from hashcli import runs
+from hashcli.workflows import runs
 from hashcli.codes import read_codes
 from hashcli.errors import HashretError
-from hashcli.train.loop import TrainConfig, train
+from hashcli.workflows.train import TrainConfig, train
 
 N_CLASSES = 4
 TRAIN_PER_CLASS = 6
@@ -180,7 +180,7 @@ def test_digits_quick_start_reaches_090_test_map(tmp_path):
 
 def test_ctrl_c_mid_epoch_saves_and_resume_finishes_the_same_steps(tmp_path):
     """Ctrl-C (KeyboardInterrupt) between steps: last.pt is written, a clear error is raised."""
-    from hashcli.train.loop import TrainObserver
+    from hashcli.workflows.train import TrainObserver
 
     class InterruptAtStep3(TrainObserver):
         def step(self, stats):

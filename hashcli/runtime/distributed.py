@@ -212,7 +212,7 @@ def _resolve_device(device: str, local_rank: int, world_size: int) -> torch.devi
     """The device of this process: the local rank's GPU for cuda/auto with GPUs, else CPU."""
     import torch
 
-    from hashcli.model.device import resolve_device
+    from hashcli.runtime.device import resolve_device
 
     name = (device or "auto").strip().lower()
     if name.startswith("cuda:") and world_size > 1:

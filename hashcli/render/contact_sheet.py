@@ -14,7 +14,7 @@ Layout, one row per query, in pixels:
       height = 2 * MARGIN + R * CELL_H + (R - 1) * SPACING
 
 Frames: green when a result shares the query's class, red when not; no frame (white) when
-either class is unknown (see :meth:`hashcli.index.query.QueryResult.relevant`).
+either class is unknown (see :meth:`hashcli.workflows.query.QueryResult.relevant`).
 Thumbnails keep their aspect ratio, centred; images smaller than the cell are enlarged with
 nearest-neighbour (an 8x8 digit becomes 96x96 crisp pixels), larger ones reduced with
 Lanczos. A result image that cannot be read shows as a grey square with a question mark.
@@ -27,10 +27,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hashcli.errors import HashretError
+
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-    from hashcli.index.query import QueryResult
+    from hashcli.workflows.query import QueryResult
 
 THUMB = 96
 FRAME = 4
@@ -153,3 +155,18 @@ def write_contact_sheet(
     except (OSError, ValueError) as exc:
         raise HashretError(f"could not write the grid {target}: {exc}") from None
     return target
+
+
+def check_grid_path(grid: str | os.PathLike[str]) -> Path:
+    """``grid`` if Pillow can write an image by its extension, else a HashretError."""
+    from PIL import Image
+
+    path = Path(grid).expanduser()
+    if path.is_dir():
+        raise HashretError(f"--grid {path} is a folder; name the image (e.g. {path}/grid.jpg)")
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise HashretError(
+            f"--grid {path}: unknown image type {path.suffix or '(no extension)'!r}; "
+            "use .jpg or .png"
+        )
+    return path

@@ -1,7 +1,7 @@
 """The training run: P x K batches, triplet loss, validation-based model selection, final codes.
 
 :func:`train` is what ``hashret train`` calls. It creates (or resumes) a run folder in the
-workdir (see :mod:`hashcli.runs` for the layout), trains, selects the best model on the
+workdir (see :mod:`hashcli.workflows.runs` for the layout), trains, selects the best model on the
 validation split (tie-aware mAP of validation queries against the rest of the train split),
 then encodes the whole train split (database) and the test split (queries) with the best model
 and scores the test split once. The test split is never used to choose anything.
@@ -10,7 +10,7 @@ Progress reaches the caller through a :class:`TrainObserver`, so this module imp
 
 Several processes (``torchrun --nproc_per_node N -m hashcli train ...``, on one node or many):
 the model is wrapped in DistributedDataParallel (NCCL on GPUs, gloo on CPUs; see
-:mod:`hashcli.distributed`), each process trains on its own P x K batches (the sampler hands
+:mod:`hashcli.runtime.distributed`), each process trains on its own P x K batches (the sampler hands
 rank r the batches r, r + N, ... of one shared list, so every batch keeps its P classes x K
 images) and gradients are averaged. ``--batch-size`` is per process: the effective batch is
 P x K x N, and the learning rate is used as given (not scaled with N; config.json records
@@ -28,67 +28,26 @@ on rank 0 only.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from hashcli import __version__, runs
+from hashcli import __version__
 from hashcli.errors import HashretError
+from hashcli.fileio import timestamp
+from hashcli.train.config import TrainConfig
+from hashcli.workflows import runs
 
 if TYPE_CHECKING:
-    from hashcli.distributed import Distributed
-
-#: Default number of epochs when ``--epochs`` is not given.
-DEFAULT_EPOCHS = {"digits": 15}
-DEFAULT_EPOCHS_OTHER = 90
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (saved as the run's ``config.json``)."""
-
-    dataset: str = "digits"
-    data_root: str | None = None
-    bits: int = 48
-    backbone: str = "resnet18"
-    pretrained: bool = True
-    weights: str | None = None
-    epochs: int | None = None
-    batch_size: int = 64
-    per_class: int = 4
-    image_size: int | None = None
-    loss: str = "triplet"
-    miner: str = "batch-all"
-    margin: float | None = None
-    reduction: str = "all"
-    quantization_weight: float = 0.0
-    lr: float = 1e-3
-    backbone_lr_mult: float = 1.0
-    schedule: str = "cosine"
-    warmup_steps: int | None = None
-    weight_decay: float = 0.0
-    val_fraction: float = 0.1
-    crop_to_box: bool = False
-    device: str = "auto"
-    workers: int | None = None
-    seed: int = 0
-    eval_every: int = 1
-    skip_bad_images: bool = False
-    compile: bool = False
-    max_steps: int | None = None
-    encode_batch_size: int = 128
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    from hashcli.runtime.distributed import Distributed
 
 
 class TrainObserver:
@@ -233,7 +192,7 @@ def train(
     Under torchrun every process calls this and gets the same result; see the module
     docstring for what each process does.
     """
-    from hashcli.distributed import distributed_session
+    from hashcli.runtime.distributed import distributed_session
 
     with distributed_session(config.device) as dist:
         return _train(config, dist, workdir=workdir, run=run, resume=resume, observer=observer)
@@ -251,7 +210,6 @@ def _train(
     from hashcli.data import load_dataset
     from hashcli.data.torch_data import ImageRecordDataset, RecordLoader
     from hashcli.data.transforms import train_transform
-    from hashcli.distributed import cpu_threads_per_process
     from hashcli.model.checkpoint import (
         capture_rng_state,
         load_checkpoint,
@@ -260,8 +218,9 @@ def _train(
         restore_rng_state,
         save_checkpoint,
     )
-    from hashcli.model.device import autocast, default_workers
     from hashcli.model.registry import create_model
+    from hashcli.runtime.device import autocast, default_workers
+    from hashcli.runtime.distributed import cpu_threads_per_process
     from hashcli.train.losses import build_loss
     from hashcli.train.sampler import PKSampler
     from hashcli.train.schedule import build_optimizer, build_scheduler
@@ -278,7 +237,7 @@ def _train(
         overrides = {"max_steps": config.max_steps, "device": config.device}
         if config.epochs is not None:
             overrides["epochs"] = config.epochs
-        config = TrainConfig(**{**saved, **overrides})
+        config = TrainConfig.from_dict({**saved, **overrides})
         saved_world = (checkpoint.get("sampler") or {}).get("world_size", 1)
         if saved_world != dist.world_size:
             raise HashretError(
@@ -317,7 +276,7 @@ def _train(
     test_records = dataset.split("test")
     if len(train_records) < 2:
         raise HashretError(f"the {config.dataset} train split has {len(train_records)} images")
-    epochs = config.epochs or DEFAULT_EPOCHS.get(config.dataset, DEFAULT_EPOCHS_OTHER)
+    epochs = config.default_epochs()
     image_size = config.image_size or dataset.image_size
 
     # P classes x K images; P never exceeds the classes present.
@@ -436,7 +395,7 @@ def _train(
         "epochs": epochs,
         "hashret_version": __version__,
         "torch_version": torch.__version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": timestamp(),
         "skipped_images": skipped,
     }
     dist.barrier()  # every rank has read config.json and last.pt before rank 0 rewrites them
@@ -524,7 +483,7 @@ def _train(
     def encode(records: list, name: str, net: torch.nn.Module):
         """Codes of ``records``; several processes encode a shard each and rank 0 gets them
         all in input order (the others get None)."""
-        from hashcli.model.encode import encode_records, encode_records_sharded
+        from hashcli.model.inference import encode_records, encode_records_sharded
 
         progress = obs.phase(name, len(records))
         settings = dict(
@@ -718,42 +677,32 @@ def _train(
 
 def _final_codes(model, run_dir, config, dataset, encoded_splits, obs):
     """Write the code files and the flat index (rank 0); the test scores, or None."""
-    from hashcli.codes.store import CodeFile, write_codes
+    from hashcli.workflows.artefacts import write_code_file
+    from hashcli.workflows.index import write_index
 
-    provenance = {
-        "model_fingerprint": model.fingerprint(),
-        "backbone": config.backbone,
-        "dataset": config.dataset,
-        "run": run_dir.name,
-    }
-    files = {}
+    run = runs.RunDir(run_dir)
     encoded = {}
-    for split, target in (("train", runs.DATABASE_CODES), ("test", runs.QUERY_CODES)):
+    for split, target in (("train", run.database_codes), ("test", run.query_codes)):
         if split not in encoded_splits:
             continue
         records, enc = encoded_splits[split]
-        kept = [records[i] for i in enc.rows]
-        (run_dir / target).parent.mkdir(parents=True, exist_ok=True)
-        write_codes(
-            run_dir / target,
-            CodeFile(
-                codes=enc.codes,
-                bits=config.bits,
-                labels=enc.labels,
-                paths=[str(r.path) for r in kept],
-                attrs={**provenance, "split": split, "class_names": json.dumps(dataset.classes)},
-            ),
+        write_code_file(
+            target,
+            enc,
+            records,
+            model=model,
+            dataset=config.dataset,
+            split=split,
+            class_names=dataset.classes,
+            checkpoint=run.best_checkpoint,
+            run=run,
         )
-        files[split] = run_dir / target
         encoded[split] = enc
-        obs.message(f"Wrote {run_dir / target} ({len(enc.rows)} codes)")
+        obs.message(f"Wrote {target} ({len(enc.rows)} codes)")
     if "train" in encoded:
         # `hashret query` works right after training: the flat (exact) index of the database.
-        from hashcli.index.binary_index import build_index_from_codes
-
-        index = build_index_from_codes(run_dir / runs.DATABASE_CODES, "flat")
-        index.save(run_dir / runs.INDEX_FILE)
-        obs.message(f"Wrote {run_dir / runs.INDEX_FILE} (flat index, {index.ntotal} codes)")
+        index = write_index(run.database_codes, run.index_file, "flat")
+        obs.message(f"Wrote {run.index_file} (flat index, {index.ntotal} codes)")
     if "train" not in encoded or "test" not in encoded:
         return None
     scores = evaluate_codes(

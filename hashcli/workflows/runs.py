@@ -15,20 +15,38 @@ Run folder layout::
     codes/database.h5 train split encoded with the best model
     codes/queries.h5  test split encoded with the best model
     index/database.faiss (+ .json)  FAISS binary index over codes/database.h5
+    .lock             the run's writer lock (see below)
+
+A run folder is self-contained and relocatable: every path recorded inside it that points
+into the run is relative (the index records ``../codes/database.h5``), so a run copied or moved
+to another workdir works there without touching anything outside itself.
+
+**The writer lock.** Every command that writes into a run (training, ``index add``, ``index
+build`` and ``encode`` into the run's folders) holds the run's lock, ``<run>/.lock``, a
+:class:`filelock.FileLock` (an OS-level lock: released when the process dies), so concurrent
+writers take turns and none loses another's work. Readers (``query``, ``eval``) take it too
+while they read the index and its code store, so that they never see one without the other;
+in a run folder they cannot write to they read without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hashcli.errors import HashretError
 from hashcli.fileio import write_json_atomic, write_text_atomic
 from hashcli.paths import default_workdir
+
+if TYPE_CHECKING:
+    from hashcli.train.config import TrainConfig
 
 CURRENT_FILE = "CURRENT"
 CONFIG_FILE = "config.json"
@@ -40,6 +58,10 @@ DATABASE_CODES = "codes/database.h5"
 QUERY_CODES = "codes/queries.h5"
 INDEX_DIR = "index"
 INDEX_FILE = "index/database.faiss"
+LOCK_FILE = ".lock"
+
+#: How long a writer waits for another writer of the same run before giving up (seconds).
+LOCK_TIMEOUT = 600.0
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -243,3 +265,154 @@ def run_file(run_dir: Path, relative: str) -> Path:
             f"continue it with `hashret train --resume --run {run_dir.name}`"
         )
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# one run folder, typed
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run folder: where its files are, its typed config, its lock.
+
+    ``path`` need not exist yet (a run being created). Every path of the layout in the module
+    docstring is a property; :meth:`relative` and :meth:`resolve` turn paths into the relative
+    form recorded inside the run and back.
+    """
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path / BEST_CHECKPOINT
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / LAST_CHECKPOINT
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / SUMMARY_FILE
+
+    @property
+    def database_codes(self) -> Path:
+        return self.path / DATABASE_CODES
+
+    @property
+    def query_codes(self) -> Path:
+        return self.path / QUERY_CODES
+
+    @property
+    def index_file(self) -> Path:
+        return self.path / INDEX_FILE
+
+    def exists(self) -> bool:
+        return is_run_dir(self.path)
+
+    def config(self) -> dict[str, Any]:
+        """config.json as saved."""
+        return read_config(self.path)
+
+    def train_config(self) -> TrainConfig:
+        """The training settings of config.json, defaults filled in for keys not recorded."""
+        from hashcli.train.config import TrainConfig
+
+        return TrainConfig.from_dict(self.config().get("train"))
+
+    def file(self, relative: str) -> Path:
+        """A file that training writes at the end; an error naming the run if it is missing."""
+        return run_file(self.path, relative)
+
+    def contains(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` lies inside this run folder."""
+        return is_under(Path(path), self.path)
+
+    def relative(self, path: str | os.PathLike[str], start: Path | None = None) -> str:
+        """How the run records ``path``: relative to ``start`` (default the run folder) when
+        it lies inside the run, else absolute."""
+        path = Path(path)
+        if not self.contains(path):
+            return str(absolute(path))
+        return os.path.relpath(absolute(path), absolute(start or self.path))
+
+    @contextlib.contextmanager
+    def lock(self, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+        """Hold the run's writer lock (see the module docstring); waits up to ``timeout``
+        seconds for another writer, then raises HashretError (0: fail at once)."""
+        with writer_lock(self.path / LOCK_FILE, what=f"the run {self.name}", timeout=timeout):
+            yield
+
+    @contextlib.contextmanager
+    def reading(self, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+        """The writer lock for a reader: held while it is to be had, skipped where the folder
+        is read-only (no writer can be at work there either)."""
+        with reading_lock(self.path / LOCK_FILE, what=f"the run {self.name}", timeout=timeout):
+            yield
+
+
+def open_run(run: str | Path | None, workdir: str | Path | None = None) -> RunDir:
+    """:func:`resolve_run` as a :class:`RunDir`."""
+    return RunDir(resolve_run(run, workdir))
+
+
+def run_of(path: str | os.PathLike[str]) -> RunDir | None:
+    """The run folder holding ``path`` (a file at most two folders deep in it), or None."""
+    folder = absolute(Path(path)).parent
+    for candidate in (folder, folder.parent):
+        if is_run_dir(candidate):
+            return RunDir(candidate)
+    return None
+
+
+@contextlib.contextmanager
+def writer_lock(lock_path: Path, *, what: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the file lock ``lock_path`` (a well-kept library's, not a hand-made one)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        wait = "is" if timeout <= 0 else f"has been for {timeout:g} s"
+        raise HashretError(
+            f"{what} {wait} being written by another hashret process (it holds "
+            f"{lock_path}); try again when that one has finished"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def reading_lock(lock_path: Path, *, what: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """:func:`writer_lock`, or nothing where the lock file cannot be created (read-only)."""
+    try:
+        lock_path.touch(exist_ok=True)
+    except OSError:
+        yield
+        return
+    with writer_lock(lock_path, what=what, timeout=timeout):
+        yield
+
+
+def absolute(path: Path) -> Path:
+    """``path`` made absolute and normalised, without resolving symbolic links."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
+def is_under(path: Path, folder: Path) -> bool:
+    """Whether ``path`` lies in ``folder`` (or is it), after making both absolute."""
+    try:
+        absolute(path).relative_to(absolute(folder))
+    except ValueError:
+        return False
+    return True

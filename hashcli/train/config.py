@@ -1,0 +1,65 @@
+"""The settings of a training run: :class:`TrainConfig` (torch-free).
+
+It is saved as ``config.json["train"]`` in the run folder; :meth:`TrainConfig.from_dict` reads
+it back with these defaults for any key an older run did not record, so that the defaults
+(validation share, seed...) are written in one place only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+#: Epochs when ``--epochs`` is not given: per dataset, else :data:`DEFAULT_EPOCHS_OTHER`.
+DEFAULT_EPOCHS = {"digits": 15}
+DEFAULT_EPOCHS_OTHER = 90
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as the run's ``config.json["train"]``)."""
+
+    dataset: str = "digits"
+    data_root: str | None = None
+    bits: int = 48
+    backbone: str = "resnet18"
+    pretrained: bool = True
+    weights: str | None = None
+    epochs: int | None = None
+    batch_size: int = 64
+    per_class: int = 4
+    image_size: int | None = None
+    loss: str = "triplet"
+    miner: str = "batch-all"
+    margin: float | None = None
+    reduction: str = "all"
+    quantization_weight: float = 0.0
+    lr: float = 1e-3
+    backbone_lr_mult: float = 1.0
+    schedule: str = "cosine"
+    warmup_steps: int | None = None
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1
+    crop_to_box: bool = False
+    device: str = "auto"
+    workers: int | None = None
+    seed: int = 0
+    eval_every: int = 1
+    skip_bad_images: bool = False
+    compile: bool = False
+    max_steps: int | None = None
+    encode_batch_size: int = 128
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> TrainConfig:
+        """A config from a saved dict: unknown keys ignored, missing ones at their defaults."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in dict(values or {}).items() if k in known})
+
+    def default_epochs(self) -> int:
+        """``epochs``, else the dataset's default."""
+        return self.epochs or DEFAULT_EPOCHS.get(self.dataset, DEFAULT_EPOCHS_OTHER)
