@@ -32,8 +32,8 @@ from collections.abc import Callable
 import numpy as np
 from _common import log
 
-from hashcli.metrics import evaluate
 from hashcli.metrics.hamming import default_threads
+from hashcli.workflows.evaluate import evaluate_codes as evaluate
 
 
 def clustered_codes(

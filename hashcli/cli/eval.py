@@ -103,17 +103,17 @@ def eval_command(
             "evaluate a run",
             param_hint="'--queries' / '--database'",
         )
-    if queries is None:
-        from hashcli.workflows.runs import run_code_files
-
-        queries, database = run_code_files(run, workdir)
-        say(f"Evaluating {queries} against {database}", quiet=quiet)
-    elif run is not None:
+    if queries is not None and run is not None:
         raise typer.BadParameter("--run cannot be combined with --queries/--database")
-    from hashcli.metrics import evaluate_code_files
+    from hashcli.workflows.evaluate import evaluate_run
 
     with progress_bar("Evaluating", quiet=quiet) as progress:
-        report = evaluate_code_files(queries, database, top_k=ks, progress=progress)
+        evaluation = evaluate_run(
+            queries, database, run=run, workdir=workdir, top_k=ks, progress=progress
+        )
+    report = evaluation.report
+    if queries is None:
+        say(f"Evaluated {evaluation.queries} against {evaluation.database}", quiet=quiet)
     if pr_curve is not None:
         from hashcli.render.pr_curve import save_pr_curve
 

@@ -26,7 +26,6 @@ Conventions (see docs/format.md and the module docstrings of ``ranking`` and ``h
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ import numpy as np
 from hashcli.codes.store import CodeFile, read_codes
 from hashcli.errors import HashretError
 from hashcli.metrics.hamming import RankBlock, iter_rank_blocks
+from hashcli.metrics.kernels import HammingKernels
 from hashcli.metrics.ranking import harmonic_numbers, radius_counts, ranking_summary
 
 HAMMING_RADIUS = 2
@@ -193,7 +193,7 @@ def evaluate(
     *,
     top_k: Sequence[int] = (),
     threads: int | None = None,
-    backend: str = "auto",
+    kernels: HammingKernels | None = None,
     progress: Callable[[int, int], None] | None = None,
     names: tuple[str, str] = ("the queries", "the database"),
 ) -> RetrievalReport:
@@ -208,7 +208,9 @@ def evaluate(
         bits: code length in bits.
         top_k: cut-offs for mAP@k, precision@k and recall@k.
         threads: worker threads (default: every usable core).
-        backend: "auto", "faiss" or "numpy" (same numbers; FAISS is about 10x faster).
+        kernels: the distance and histogram loops (:mod:`hashcli.metrics.kernels`; default the
+            numpy reference; FAISS's, which the workflows pass, give the same numbers about
+            ten times faster).
         progress: called with (queries done, total) as blocks finish.
         names: how error messages call the two inputs (file names, for instance).
 
@@ -277,7 +279,7 @@ def evaluate(
         query_labels,
         database_labels,
         threads=threads,
-        backend=backend,
+        kernels=kernels,
         progress=progress,
     ):
         pending.append(block)
@@ -354,6 +356,7 @@ def evaluate_code_files(
     *,
     top_k: Sequence[int] = (),
     threads: int | None = None,
+    kernels: HammingKernels | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RetrievalReport:
     """Read two code files (``.h5`` or ``.npz``, or :class:`CodeFile` objects) and evaluate.
@@ -377,21 +380,8 @@ def evaluate_code_files(
         query_file.bits,
         top_k=top_k,
         threads=threads,
+        kernels=kernels,
         progress=progress,
         names=(query_name, database_name),
     )
-    return dataclasses.replace(report, class_names=_class_names(query_file))
-
-
-def _class_names(code_file: CodeFile) -> list[str] | None:
-    """The optional ``class_names`` attribute: a JSON list of strings, label i naming class i."""
-    raw = code_file.attrs.get("class_names")
-    if not isinstance(raw, str):
-        return None
-    try:
-        names = json.loads(raw)
-    except ValueError:
-        return None
-    if isinstance(names, list) and all(isinstance(n, str) for n in names):
-        return names
-    return None
+    return dataclasses.replace(report, class_names=query_file.class_names)

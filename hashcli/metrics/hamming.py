@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hashcli.metrics._kernels import get_kernels, pad_to_words
+from hashcli.metrics.kernels import HammingKernels, NumpyKernels, pad_to_words
 
 # Pairs per step: a step costs about 20 numpy calls of fixed overhead, so steps must be large
 # for that to vanish beside the C work; 1 Mi pairs (4 MiB of int32 distances, in L3) measured
@@ -89,10 +89,10 @@ class _Engine:
         bits: int,
         query_labels: np.ndarray,
         database_labels: np.ndarray,
-        backend: str,
+        kernels: HammingKernels | None,
         pairs_per_step: int,
     ) -> None:
-        self.kernels = get_kernels(backend)
+        self.kernels = kernels if kernels is not None else NumpyKernels()
         self.queries = pad_to_words(query_codes)
         self.database = pad_to_words(database_codes)
         self.n_database = len(database_codes)
@@ -370,7 +370,7 @@ def iter_rank_blocks(
     database_labels: np.ndarray,
     *,
     threads: int | None = None,
-    backend: str = "auto",
+    kernels: HammingKernels | None = None,
     pairs_per_step: int = DEFAULT_PAIRS_PER_STEP,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[RankBlock]:
@@ -384,7 +384,8 @@ def iter_rank_blocks(
         database_labels: int64 (n_database,), or bool (n_database, C), like ``query_labels``.
             Single-label relevance: same class; multi-label: at least one shared label.
         threads: worker threads (default: the usable cores).
-        backend: "auto" (FAISS when importable), "faiss" or "numpy".
+        kernels: the distance and histogram loops (:mod:`hashcli.metrics.kernels`; default
+            the numpy reference, FAISS's are about ten times faster).
         pairs_per_step: query x database pairs handled per step (memory and cache trade-off).
         progress: called with (queries done, total queries) after each block.
 
@@ -402,7 +403,7 @@ def iter_rank_blocks(
             f"queries, {database_labels.shape[1]} for the database"
         )
     engine = _Engine(
-        query_codes, database_codes, bits, query_labels, database_labels, backend, pairs_per_step
+        query_codes, database_codes, bits, query_labels, database_labels, kernels, pairs_per_step
     )
     if engine.multi_label:
         blocks = [

@@ -248,14 +248,6 @@ def resolve_checkpoint(
     return path, run_dir
 
 
-def run_code_files(
-    run: str | Path | None = None, workdir: str | Path | None = None
-) -> tuple[Path, Path]:
-    """The (queries, database) code files of a run (None: the current run)."""
-    run_dir = resolve_run(run, workdir)
-    return run_file(run_dir, QUERY_CODES), run_file(run_dir, DATABASE_CODES)
-
-
 def run_file(run_dir: Path, relative: str) -> Path:
     """``run_dir / relative``, which training writes at the end; an error if it is not there."""
     path = run_dir / relative

@@ -105,9 +105,9 @@ def evaluate_codes(
     bits: int,
 ) -> dict[str, Any]:
     """Tie-aware and index-order mAP of queries against a database (single-label)."""
-    from hashcli.metrics import evaluate
+    from hashcli.workflows.evaluate import evaluate_codes as evaluate
 
-    report = evaluate(query_codes, query_labels, db_codes, db_labels, bits=bits)
+    report = evaluate(query_codes, query_labels, db_codes, db_labels, bits)
     return {
         "map": report.map,
         "map_index_order": report.map_index_order,

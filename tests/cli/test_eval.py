@@ -120,8 +120,8 @@ def test_eval_without_paths_uses_the_current_run(tmp_path, monkeypatch):
     """A run folder made by hand: distances 0, 1, 2 (no ties), so AP is arithmetic."""
     import numpy as np
 
-    from hashcli.workflows import runs
     from hashcli.codes import CodeFile, write_codes
+    from hashcli.workflows import runs
 
     workdir = tmp_path / "runs"
     run_dir = workdir / "r1"

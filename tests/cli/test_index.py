@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 from workflows.test_query import (
     BITS,
     brute_force,
@@ -14,7 +15,6 @@ from workflows.test_query import (
     one_torch_thread,  # noqa: F401  (autouse fixture)
     tree_snapshot,
 )
-from typer.testing import CliRunner
 
 from hashcli.cli.app import app
 from hashcli.codes import read_codes

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from typer.testing import CliRunner
 from workflows.test_query import (
     BITS,
     CLASSES,
@@ -21,15 +23,13 @@ from workflows.test_query import (
     oracle_codes,
     tree_snapshot,
 )
-from PIL import Image
-from typer.testing import CliRunner
 
 from hashcli.cli.app import app
 from hashcli.codes import CodeFile, read_codes, write_codes
 from hashcli.data.images import load_image
 from hashcli.data.transforms import eval_transform
-from hashcli.workflows.index import build_index
 from hashcli.model.checkpoint import load_model, model_state, save_checkpoint
+from hashcli.workflows.index import build_index
 
 runner = CliRunner()
 EXE = Path(sys.executable).parent / "hashret"

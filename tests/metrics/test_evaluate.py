@@ -7,7 +7,9 @@ import pytest
 
 from hashcli.codes import CodeFile, pack_binary, pack_bits, write_codes
 from hashcli.errors import HashretError
+from hashcli.index.kernels import FaissKernels
 from hashcli.metrics import evaluate, evaluate_code_files
+from hashcli.metrics.kernels import NumpyKernels
 
 
 def _hand_case():
@@ -165,8 +167,8 @@ def test_threads_and_backends_agree(tmp_path):
         pack_bits(rng.standard_normal((200, 40))),
         rng.integers(0, 3, 200),
     )
-    fast = evaluate(*case, bits=40, top_k=[5], backend="faiss").to_dict()
-    plain = evaluate(*case, bits=40, top_k=[5], backend="numpy").to_dict()
+    fast = evaluate(*case, bits=40, top_k=[5], kernels=FaissKernels()).to_dict()
+    plain = evaluate(*case, bits=40, top_k=[5], kernels=NumpyKernels()).to_dict()
     assert fast.keys() == plain.keys()
     for key in ("map", "map_index_order", "map_pessimistic", "map_optimistic"):
         assert fast[key] == pytest.approx(plain[key], abs=1e-14)

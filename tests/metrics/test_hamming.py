@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from hashcli.codes import pack_bits
+from hashcli.index.kernels import FaissKernels
 from hashcli.metrics import hamming, hamming_histograms
+from hashcli.metrics.kernels import NumpyKernels
 
 
 def _case(seed: int, *, multi: bool, sorted_database: bool = False):
@@ -42,6 +44,9 @@ def _reference(oracle, query_codes, database_codes, bits, query_labels, database
     return all_counts, relevant_counts, stable
 
 
+KERNELS = {"faiss": FaissKernels, "numpy": NumpyKernels}
+
+
 @pytest.mark.parametrize("backend", ["faiss", "numpy"])
 @pytest.mark.parametrize("path", ["table", "sort", "auto"])
 @pytest.mark.parametrize("multi", [False, True])
@@ -55,7 +60,7 @@ def test_matches_brute_force(oracle, monkeypatch, backend, path, multi):
         all_counts, relevant_counts, stable = _reference(oracle, *case)
         for pairs_per_step in (5, 1 << 18):  # many small steps, and one step per block
             got = hamming_histograms(
-                *case, backend=backend, pairs_per_step=pairs_per_step, threads=2
+                *case, kernels=KERNELS[backend](), pairs_per_step=pairs_per_step, threads=2
             )
             assert np.array_equal(got.all_counts, all_counts)
             assert np.array_equal(got.relevant_counts, relevant_counts)

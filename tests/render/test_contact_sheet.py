@@ -9,8 +9,7 @@ import pytest
 from PIL import Image
 
 from hashcli.errors import HashretError
-from hashcli.render.contact_sheet import write_contact_sheet
-from hashcli.render.contact_sheet import check_grid_path
+from hashcli.render.contact_sheet import check_grid_path, write_contact_sheet
 from hashcli.workflows.query import Neighbour, QueryResult
 
 GREEN, RED, WHITE, GREY = (46, 160, 67), (214, 40, 40), (255, 255, 255), (200, 200, 200)

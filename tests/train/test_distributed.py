@@ -1,4 +1,4 @@
-"""Several processes: hashcli.runtime.distributed alone, then ``torchrun -m hashcli train`` end to end.
+"""Several processes: hashcli.runtime.distributed, then ``torchrun -m hashcli train`` end to end.
 
 The multi-process tests launch ``python -m torch.distributed.run --standalone
 --nproc_per_node 2`` (gloo on the CPU; the standalone rendezvous picks a free port) and hold
@@ -21,8 +21,8 @@ import pytest
 import torch
 from builders import build_cub
 
-from hashcli.workflows import runs
 from hashcli.codes import read_codes
+from hashcli.errors import DataError, HashretError
 from hashcli.runtime.distributed import (
     _resolve_device,
     cpu_threads_per_process,
@@ -31,7 +31,7 @@ from hashcli.runtime.distributed import (
     launched_by_torchrun,
     shard_range,
 )
-from hashcli.errors import DataError, HashretError
+from hashcli.workflows import runs
 
 REPO = Path(__file__).resolve().parents[2]
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR")

@@ -10,9 +10,9 @@ import pytest
 import torch
 from builders import build_cub
 
-from hashcli.workflows import runs
 from hashcli.codes import read_codes
 from hashcli.errors import HashretError
+from hashcli.workflows import runs
 from hashcli.workflows.train import TrainConfig, train
 
 N_CLASSES = 4

@@ -18,8 +18,8 @@ from train.test_distributed import torchrun
 
 from hashcli.codes import read_codes
 from hashcli.model.checkpoint import model_state, save_checkpoint
-from hashcli.workflows.encode import encode_to_file
 from hashcli.model.registry import create_model
+from hashcli.workflows.encode import encode_to_file
 
 
 @pytest.fixture(scope="module")

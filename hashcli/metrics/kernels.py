@@ -1,26 +1,37 @@
 """The two inner loops of the evaluator: XOR-popcount distances and integer histograms.
 
-Both run per pair of (query, database item), so they decide the evaluator's speed. Two
-backends compute the same numbers:
+Both run per pair of (query, database item), so they decide the evaluator's speed. The
+evaluator takes them as an argument (:class:`HammingKernels`), so that this package stays
+numpy-only; two implementations compute the same numbers:
 
-* ``faiss``: FAISS's C++ ``hammings`` (popcount over 64-bit words) and ``ivec_hist``. Both
-  release the GIL, so Python threads over query blocks use every core. About 0.5 ns per pair
-  per core for distance plus histogram on 64-bit codes, the same order as a FAISS k-NN scan.
-* ``numpy``: ``bitwise_count`` (or a byte lookup table on numpy < 2) and ``bincount``; ten
-  times slower, used when FAISS cannot be imported, and in the tests as a second path.
+* :class:`NumpyKernels` (here, the default): ``bitwise_count`` (or a byte lookup table on
+  numpy < 2) and ``bincount``; the reference.
+* :class:`hashcli.index.kernels.FaissKernels`: FAISS's C++ ``hammings`` (popcount over 64-bit
+  words) and ``ivec_hist``, which release the GIL, so Python threads over query blocks use
+  every core; about ten times faster (0.5 ns per pair per core on 64-bit codes). The
+  workflows pass these (:func:`hashcli.workflows.evaluate.evaluation_kernels`).
 
-The FAISS backend lives in :mod:`hashcli.index.kernels` (the index package is the only one
-that imports FAISS) and is imported lazily. Codes must be padded to whole 64-bit words first
-(:func:`pad_to_words`): zero bytes change no distance, and FAISS's word kernels need them.
+Codes are padded to whole 64-bit words first (:func:`pad_to_words`): zero bytes change no
+distance, and the word kernels need them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
-BACKENDS = ("auto", "faiss", "numpy")
+
+class HammingKernels(Protocol):
+    """What the evaluator needs: the two inner loops (both may run in several threads)."""
+
+    name: str
+
+    def distances(self, queries: np.ndarray, database: np.ndarray, out: np.ndarray) -> None:
+        """Hamming distances: uint8 (nq, W) x uint8 (nb, W) -> out int32 (nq, nb); W % 8 == 0."""
+
+    def histogram(self, values: np.ndarray, nbins: int, out: np.ndarray) -> None:
+        """out[v] = number of entries equal to v, for int32 values in [0, nbins)."""
 
 
 def pad_to_words(codes: np.ndarray) -> np.ndarray:
@@ -62,19 +73,3 @@ class NumpyKernels:
     def histogram(self, values: np.ndarray, nbins: int, out: np.ndarray) -> None:
         """out[v] = number of entries equal to v, for int32 values in [0, nbins)."""
         out[...] = np.bincount(values, minlength=nbins)[:nbins]
-
-
-def get_kernels(backend: str = "auto") -> Any:
-    """The kernels for ``backend``: "faiss", "numpy", or "auto" (FAISS when importable)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    if backend == "numpy":
-        return NumpyKernels()
-    try:
-        from hashcli.index.kernels import FaissKernels
-
-        return FaissKernels()
-    except ImportError:
-        if backend == "faiss":
-            raise
-        return NumpyKernels()

@@ -1,0 +1,123 @@
+"""What ``hashret eval`` (and training's validation) calls: the exact evaluator of
+:mod:`hashcli.metrics`, handed FAISS's kernels, over code arrays, code files or a run.
+
+The metrics package is numpy-only and takes its two inner loops as an argument; this is where
+FAISS's (from the index package, the one FAISS importer) are chosen.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hashcli.errors import HashretError
+
+if TYPE_CHECKING:
+    from hashcli.codes.store import CodeFile
+    from hashcli.metrics import RetrievalReport
+    from hashcli.metrics.kernels import HammingKernels
+
+#: ``backend`` values: FAISS's kernels when importable ("auto"), or one of them by name.
+BACKENDS = ("auto", "faiss", "numpy")
+
+
+def evaluation_kernels(backend: str = "auto") -> HammingKernels:
+    """The evaluator's inner loops: ``faiss`` (about ten times faster), ``numpy`` (the
+    reference), or ``auto`` (FAISS when it can be imported)."""
+    from hashcli.metrics.kernels import NumpyKernels
+
+    if backend not in BACKENDS:
+        raise HashretError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "numpy":
+        return NumpyKernels()
+    try:
+        from hashcli.index.kernels import FaissKernels
+
+        return FaissKernels()
+    except ImportError:
+        if backend == "faiss":
+            raise
+        return NumpyKernels()
+
+
+def evaluate_codes(
+    query_codes: np.ndarray,
+    query_labels: np.ndarray,
+    database_codes: np.ndarray,
+    database_labels: np.ndarray,
+    bits: int,
+    **options: Any,
+) -> RetrievalReport:
+    """:func:`hashcli.metrics.evaluate` with FAISS's kernels (``options``: its keywords)."""
+    from hashcli.metrics import evaluate
+
+    return evaluate(
+        query_codes,
+        query_labels,
+        database_codes,
+        database_labels,
+        bits,
+        kernels=evaluation_kernels(),
+        **options,
+    )
+
+
+def evaluate_files(
+    queries: CodeFile | str | os.PathLike[str],
+    database: CodeFile | str | os.PathLike[str],
+    *,
+    top_k: Sequence[int] = (),
+    threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RetrievalReport:
+    """:func:`hashcli.metrics.evaluate_code_files` with FAISS's kernels."""
+    from hashcli.metrics import evaluate_code_files
+
+    return evaluate_code_files(
+        queries,
+        database,
+        top_k=top_k,
+        threads=threads,
+        kernels=evaluation_kernels(),
+        progress=progress,
+    )
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate_run` scored: ``queries`` against ``database``."""
+
+    queries: Path
+    database: Path
+    report: RetrievalReport
+
+
+def evaluate_run(
+    queries: str | os.PathLike[str] | None = None,
+    database: str | os.PathLike[str] | None = None,
+    *,
+    run: str | Path | None = None,
+    workdir: str | Path | None = None,
+    top_k: Sequence[int] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> Evaluation:
+    """Score query codes against database codes: two code files, or (both None) the test
+    split against the database of ``run`` (None: the current run of ``workdir``)."""
+    from hashcli.workflows.runs import DATABASE_CODES, QUERY_CODES, open_run
+
+    if (queries is None) != (database is None):
+        raise HashretError("give both the query and the database code files, or neither")
+    if queries is None:
+        # Each code file is replaced whole (atomically) by its writers, so reading them needs
+        # no lock: a long evaluation never holds up `hashret index add`.
+        run_dir = open_run(run, workdir)
+        queries, database = run_dir.file(QUERY_CODES), run_dir.file(DATABASE_CODES)
+    elif run is not None:
+        raise HashretError("a run cannot be combined with query and database files")
+    report = evaluate_files(queries, database, top_k=top_k, progress=progress)
+    return Evaluation(Path(queries), Path(database), report)
