@@ -128,7 +128,7 @@ def find_code_store(meta: IndexMetadata) -> Path:
     if recorded.is_absolute() or where is None:
         candidates.append(recorded)
     else:
-        candidates.append(where.parent / recorded)
+        candidates.append(Path(os.path.normpath(where.parent / recorded)))
         if run is None:
             candidates.append(recorded)  # recorded relative to the working folder (older)
     if run is not None:

@@ -336,14 +336,15 @@ class RunDir:
         return os.path.relpath(absolute(path), absolute(start or self.path))
 
     @contextlib.contextmanager
-    def lock(self, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    def lock(self, *, timeout: float | None = None) -> Iterator[None]:
         """Hold the run's writer lock (see the module docstring); waits up to ``timeout``
-        seconds for another writer, then raises HashretError (0: fail at once)."""
+        seconds (None: :data:`LOCK_TIMEOUT`) for another writer, then raises HashretError
+        (0: fail at once)."""
         with writer_lock(self.path / LOCK_FILE, what=f"the run {self.name}", timeout=timeout):
             yield
 
     @contextlib.contextmanager
-    def reading(self, *, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    def reading(self, *, timeout: float | None = None) -> Iterator[None]:
         """The writer lock for a reader: held while it is to be had, skipped where the folder
         is read-only (no writer can be at work there either)."""
         with reading_lock(self.path / LOCK_FILE, what=f"the run {self.name}", timeout=timeout):
@@ -365,18 +366,20 @@ def run_of(path: str | os.PathLike[str]) -> RunDir | None:
 
 
 @contextlib.contextmanager
-def writer_lock(lock_path: Path, *, what: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold the file lock ``lock_path`` (a well-kept library's, not a hand-made one)."""
+def writer_lock(lock_path: Path, *, what: str, timeout: float | None = None) -> Iterator[None]:
+    """Hold the file lock ``lock_path`` (a well-kept library's, not a hand-made one), waiting
+    up to ``timeout`` seconds (None: :data:`LOCK_TIMEOUT`)."""
     from filelock import FileLock, Timeout
 
+    timeout = LOCK_TIMEOUT if timeout is None else timeout
     lock = FileLock(lock_path)
     try:
         lock.acquire(timeout=timeout)
     except Timeout:
-        wait = "is" if timeout <= 0 else f"has been for {timeout:g} s"
+        waited = f" (waited {timeout:g} s)" if timeout > 0 else ""
         raise HashretError(
-            f"{what} {wait} being written by another hashret process (it holds "
-            f"{lock_path}); try again when that one has finished"
+            f"{what} is being written by another hashret process, which holds {lock_path}"
+            f"{waited}; try again when that one has finished"
         ) from None
     try:
         yield
@@ -385,7 +388,7 @@ def writer_lock(lock_path: Path, *, what: str, timeout: float = LOCK_TIMEOUT) ->
 
 
 @contextlib.contextmanager
-def reading_lock(lock_path: Path, *, what: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+def reading_lock(lock_path: Path, *, what: str, timeout: float | None = None) -> Iterator[None]:
     """:func:`writer_lock`, or nothing where the lock file cannot be created (read-only)."""
     try:
         lock_path.touch(exist_ok=True)
