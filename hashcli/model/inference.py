@@ -187,23 +187,19 @@ def encode_records_sharded(
     records: Sequence[ImageRecord],
     *,
     dist: Distributed,
-    device: torch.device,
-    image_size: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    workers: int | None = None,
-    skip_bad_images: bool = False,
-    crop_to_box: bool = False,
     progress: ProgressFn | None = None,
+    **settings: Any,
 ) -> EncodedImages | None:
     """:func:`encode_records` split over the processes of a torchrun job; a collective call.
 
     Every process passes the same ``records``. Process r encodes the contiguous shard
-    ``hashcli.runtime.distributed.shard_range(len(records), r, world_size)``; rank 0 gets the codes
-    of all of them, row for row what one process's :func:`encode_records` returns (``rows``
-    index ``records``, ``bad_paths`` in input order, ``seconds`` the slowest shard's,
-    ``workers`` rank 0's); the other ranks get None. ``progress`` is called on rank 0 only,
+    ``hashcli.runtime.distributed.shard_range(len(records), r, world_size)``; rank 0 gets
+    the codes of all of them, row for row what one process's :func:`encode_records` returns
+    (``rows`` index ``records``, ``bad_paths`` in input order, ``seconds`` the slowest
+    shard's, ``workers`` rank 0's); the other ranks get None. ``progress`` is called on rank 0 only,
     with its own shard's progress scaled to the whole input. An error in any shard (an
     unreadable image without ``skip_bad_images``) is raised on every rank, with its type.
+    ``settings`` are :func:`encode_records`'s keywords (device, image_size, batch_size...).
     """
     from hashcli.runtime.distributed import shard_range
 
@@ -218,17 +214,7 @@ def encode_records_sharded(
 
     outcome: tuple[str, Any]
     try:
-        part = encode_records(
-            model,
-            records[shard.start : shard.stop],
-            device=device,
-            image_size=image_size,
-            batch_size=batch_size,
-            workers=workers,
-            skip_bad_images=skip_bad_images,
-            crop_to_box=crop_to_box,
-            progress=scaled,
-        )
+        part = encode_records(model, records[shard.start : shard.stop], progress=scaled, **settings)
         outcome = ("ok", None)
     except HashretError as exc:
         part, outcome = None, ("error", (type(exc), str(exc)))

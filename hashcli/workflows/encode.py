@@ -231,86 +231,56 @@ def encode_to_file(
     processes write nothing. Every process returns rank 0's summary, or raises the same error.
     The inputs and the checkpoint must be readable by every process (a shared filesystem).
     """
+    from hashcli.model.checkpoint import load_model
     from hashcli.runtime.distributed import distributed_session
+    from hashcli.workflows.runs import resolve_checkpoint
 
     images = list(images)
     list_path = Path(list_file).expanduser() if list_file is not None else None
     _check_mode(images, list_path, dataset, split)
     check_loader_settings(batch_size, workers)  # before the model loads
     with distributed_session(device) as dist:  # torchrun: one shard per process, one file
-        return _encode_to_file(
-            dist,
-            images,
-            list_path,
-            dataset=dataset,
-            split=split,
-            data_root=data_root,
-            run=run,
-            checkpoint=checkpoint,
-            workdir=workdir,
-            out=out,
+        torch_device = dist.device
+        checkpoint_path, run_dir = resolve_checkpoint(run, checkpoint, workdir)
+        target = _output_path(out, run_dir, dataset, split)
+        if dataset is not None:
+            assert split is not None  # checked by _check_mode
+            inputs = _dataset_inputs(dataset, split, data_root, run_dir)
+        else:
+            inputs = _image_inputs(images, list_path)
+
+        model = load_model(checkpoint_path, torch_device)
+        settings: dict[str, Any] = dict(
+            device=torch_device,
             batch_size=batch_size,
             workers=workers,
             skip_bad_images=skip_bad_images,
+            crop_to_box=inputs.crop_to_box,
             progress=progress,
         )
-
-
-def _encode_to_file(
-    dist: Distributed,
-    images: list[str],
-    list_path: Path | None,
-    *,
-    dataset: str | None,
-    split: str | None,
-    data_root: str | Path | None,
-    run: str | Path | None,
-    checkpoint: str | Path | None,
-    workdir: str | Path | None,
-    out: str | Path | None,
-    batch_size: int,
-    workers: int | None,
-    skip_bad_images: bool,
-    progress: ProgressFn | None,
-) -> EncodeSummary:
-    """:func:`encode_to_file` once the arguments are checked, in this process's session."""
-    from hashcli.model.checkpoint import load_model
-    from hashcli.workflows.runs import resolve_checkpoint
-
-    torch_device = dist.device
-    checkpoint_path, run_dir = resolve_checkpoint(run, checkpoint, workdir)
-    target = _output_path(out, run_dir, dataset, split)
-    if dataset is not None:
-        assert split is not None  # checked by _check_mode
-        inputs = _dataset_inputs(dataset, split, data_root, run_dir)
-    else:
-        inputs = _image_inputs(images, list_path)
-
-    model = load_model(checkpoint_path, torch_device)
-    settings: dict[str, Any] = dict(
-        device=torch_device,
-        batch_size=batch_size,
-        workers=workers,
-        skip_bad_images=skip_bad_images,
-        crop_to_box=inputs.crop_to_box,
-        progress=progress,
-    )
-    try:
-        if dist.is_distributed:
-            _check_same_inputs(dist, inputs.records)
-            encoded = encode_records_sharded(model, inputs.records, dist=dist, **settings)
-        else:
-            encoded = encode_records(model, inputs.records, **settings)
-    except DataError as exc:  # an unreadable image: say how to go on without it
-        raise DataError(
-            f"{exc}; nothing written (--skip-bad-images leaves unreadable images out)"
-        ) from None
-    # Rank 0 holds every code and writes the one file; every rank returns its summary.
-    return dist.run_on_main(
-        lambda: _write_code_file(
-            target, model, inputs, encoded, checkpoint_path, run_dir, str(torch_device), batch_size
+        try:
+            if dist.is_distributed:
+                _check_same_inputs(dist, inputs.records)
+                encoded = encode_records_sharded(model, inputs.records, dist=dist, **settings)
+            else:
+                encoded = encode_records(model, inputs.records, **settings)
+        except DataError as exc:  # an unreadable image: say how to go on without it
+            raise DataError(
+                f"{exc}; nothing written (--skip-bad-images leaves unreadable images out)"
+            ) from None
+        # Rank 0 holds every code and writes the one file; every rank returns its summary.
+        return dist.run_on_main(
+            lambda: _write_code_file(
+                target,
+                model,
+                inputs,
+                encoded,
+                checkpoint_path,
+                run_dir,
+                str(torch_device),
+                batch_size,
+            )
         )
-    )
 
 
 def _check_same_inputs(dist: Distributed, records: Sequence[ImageRecord]) -> None:

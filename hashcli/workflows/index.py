@@ -42,6 +42,7 @@ from hashcli.errors import HashretError
 from hashcli.workflows.runs import (
     DATABASE_CODES,
     INDEX_FILE,
+    LOCK_FILE,
     RunDir,
     absolute,
     is_under,
@@ -86,27 +87,15 @@ def _lock_path(index_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def index_writer(index_path: Path) -> Iterator[None]:
-    """Hold the writer lock of the index at ``index_path``: its run's, else ``<index>.lock``."""
+def index_lock(index_path: Path, *, reading: bool = False) -> Iterator[None]:
+    """Hold the writer lock of the index at ``index_path``: its run's, else ``<index>.lock``.
+    ``reading``: for a reader of the index and its store together (skipped where the folder
+    is read-only)."""
     run = run_of(index_path)
-    if run is not None:
-        with run.lock():
-            yield
-    else:
-        with writer_lock(_lock_path(index_path), what=f"the index {index_path}"):
-            yield
-
-
-@contextlib.contextmanager
-def index_reader(index_path: Path) -> Iterator[None]:
-    """The writer lock for reading an index and its store together (skipped when read-only)."""
-    run = run_of(index_path)
-    if run is not None:
-        with run.reading():
-            yield
-    else:
-        with reading_lock(_lock_path(index_path), what=f"the index {index_path}"):
-            yield
+    lock_path = run.path / LOCK_FILE if run is not None else _lock_path(index_path)
+    what = f"the run {run.name}" if run is not None else f"the index {index_path}"
+    with (reading_lock if reading else writer_lock)(lock_path, what=what):
+        yield
 
 
 def find_code_store(meta: IndexMetadata) -> Path:
@@ -278,7 +267,7 @@ def build_index(
         )
     params = {k: v for k, v in (params or {}).items() if v is not None}
     start = time.perf_counter()
-    with index_writer(target):
+    with index_lock(target):
         index = write_index(code_path, target, index_type, params=params)
     return IndexBuildSummary(
         out=target,
@@ -363,7 +352,7 @@ def add_to_index(
     new = read_codes(new_path)  # "does not exist" / format errors first
     if not index_path.exists():
         raise missing_index(index_path, run_dir)
-    with index_writer(index_path):
+    with index_lock(index_path):
         meta = read_index_metadata(index_path)
         store_path, store = read_store(meta)
         if absolute(new_path) == absolute(store_path):
@@ -403,11 +392,4 @@ def add_to_index(
             os.replace(tmp_store, store_path)
         finally:
             tmp_store.unlink(missing_ok=True)
-    return IndexAddSummary(
-        index=index_path,
-        store=store_path,
-        source=new_path,
-        rows=rows,
-        ntotal=loaded.ntotal,
-        bits=loaded.bits,
-    )
+    return IndexAddSummary(index_path, store_path, new_path, rows, loaded.ntotal, loaded.bits)

@@ -15,6 +15,7 @@ No typer or rich here; torch, faiss and h5py load inside the functions.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hashcli.errors import HashretError
-from hashcli.workflows.index import index_reader, missing_index, read_store
+from hashcli.workflows.index import index_lock, missing_index, read_store
 from hashcli.workflows.runs import RunDir, absolute, is_under
 
 if TYPE_CHECKING:
@@ -60,14 +61,9 @@ class Neighbour:
     distance: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "rank": self.rank,
-            "row": self.row,
-            "path": self.path,
-            "label": self.label,
-            "class": self.class_name,
-            "distance": self.distance,
-        }
+        """The JSON form: the fields, ``class_name`` as ``class``, in the order above."""
+        fields = dataclasses.asdict(self)
+        return {key.replace("class_name", "class"): value for key, value in fields.items()}
 
 
 @dataclass
@@ -286,7 +282,7 @@ def query_images(
     timings["model"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    with index_reader(index_path):  # the index and its store as one writer left them
+    with index_lock(index_path, reading=True):  # the index and its store as one writer left them
         meta = read_index_metadata(index_path)
         store_path, store = read_store(meta)
         loaded = BinaryIndex.load(index_path, device=str(torch_device) if gpu_search else "cpu")

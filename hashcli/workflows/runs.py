@@ -263,6 +263,17 @@ def run_file(run_dir: Path, relative: str) -> Path:
 # one run folder, typed
 
 
+class _RunFile:
+    """A file of the run layout as an attribute: ``RunDir(p).database_codes`` is
+    ``p / DATABASE_CODES``."""
+
+    def __init__(self, relative: str) -> None:
+        self.relative = relative
+
+    def __get__(self, run: RunDir | None, owner: type | None = None) -> Any:
+        return self if run is None else run.path / self.relative
+
+
 @dataclass(frozen=True)
 class RunDir:
     """A run folder: where its files are, its typed config, its lock.
@@ -278,33 +289,13 @@ class RunDir:
     def name(self) -> str:
         return self.path.name
 
-    @property
-    def config_path(self) -> Path:
-        return self.path / CONFIG_FILE
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.path / BEST_CHECKPOINT
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.path / LAST_CHECKPOINT
-
-    @property
-    def summary_path(self) -> Path:
-        return self.path / SUMMARY_FILE
-
-    @property
-    def database_codes(self) -> Path:
-        return self.path / DATABASE_CODES
-
-    @property
-    def query_codes(self) -> Path:
-        return self.path / QUERY_CODES
-
-    @property
-    def index_file(self) -> Path:
-        return self.path / INDEX_FILE
+    config_path = _RunFile(CONFIG_FILE)
+    best_checkpoint = _RunFile(BEST_CHECKPOINT)
+    last_checkpoint = _RunFile(LAST_CHECKPOINT)
+    summary_path = _RunFile(SUMMARY_FILE)
+    database_codes = _RunFile(DATABASE_CODES)
+    query_codes = _RunFile(QUERY_CODES)
+    index_file = _RunFile(INDEX_FILE)
 
     def exists(self) -> bool:
         return is_run_dir(self.path)
