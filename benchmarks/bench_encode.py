@@ -26,20 +26,22 @@ stderr. The ratio is encode images/s over forward-only images/s; the target is >
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
-from _common import CUB25, load_average, log, print_rate_table
+from _common import (
+    digits_and_cub,
+    log,
+    parse_arguments,
+    print_header,
+    print_rate_table,
+    rate_rows,
+)
 
 from hashcli.codes.bits import pack_binary
-from hashcli.data import load_dataset
 from hashcli.data.images import load_image
 from hashcli.data.records import ImageRecord
 from hashcli.data.transforms import eval_transform
@@ -67,12 +69,11 @@ def forward_only(model: torch.nn.Module, images: torch.Tensor, batch_size: int) 
 
 @contextlib.contextmanager
 def torch_threads(count: int):
+    # No try/finally: an exception ends the benchmark anyway.
     saved = torch.get_num_threads()
     torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
+    yield
+    torch.set_num_threads(saved)
 
 
 def bench_config(
@@ -109,52 +110,34 @@ def bench_config(
         "encode_records, workers=1, model on 1 thread": lambda: run_encode(1, threads=1),
     }
     forward_only(model, images[:BATCH_SIZE], BATCH_SIZE)  # warm up allocator and kernels
-    best = {key: float("inf") for key in variants}
-    for round_index in range(rounds):
-        for key, fn in variants.items():
-            seconds = fn()
-            best[key] = min(best[key], seconds)
-            log(f"  round {round_index + 1}: {key}: {n / seconds:,.0f} images/s")
-    baseline = n / best["forward only (in-memory tensors)"]
-    return [(key, n / seconds, (n / seconds) / baseline) for key, seconds in best.items()]
+    return rate_rows(variants, n, rounds)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer images, 1 round")
-    parser.add_argument("--rounds", type=int, default=None, help="passes per variant (2)")
-    parser.add_argument("--cub", type=Path, default=CUB25, help="the CUB subset (cub25)")
-    args = parser.parse_args()
-    rounds = args.rounds or (1 if args.quick else 2)
+    args = parse_arguments(__doc__, "fewer images, 1 round")
+    rounds = args.rounds
     n_digits, n_cub = (256, 128) if args.quick else (1024, 256)
 
-    print(
-        f"load average at start: {load_average()}\n"
-        f"cores: {os.cpu_count()}, torch {torch.__version__}, default intra-op threads: "
-        f"{torch.get_num_threads()}, batch size {BATCH_SIZE}, {BITS} bits, best of {rounds} "
-        f"round(s)"
+    print_header(
+        f"default intra-op threads: {torch.get_num_threads()}, batch size {BATCH_SIZE}, "
+        f"{BITS} bits, best of {rounds} round(s)"
     )
-    with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp:
-        digits = load_dataset("digits", Path(tmp) / "data")
+    with digits_and_cub(args.cub, "bench-encode-") as (digits, cub):
         records = digits.records[:n_digits]
         print_rate_table(
             f"tiny @ 32 px, {len(records)} digits (8x8 PNG)",
             bench_config("tiny@32", "tiny", 32, records, rounds),
             "forward only",
         )
-    if (args.cub / "CUB_200_2011" / "images.txt").is_file():
-        cub = load_dataset("cub", args.cub)
-        rng = np.random.default_rng(0)
-        picked = sorted(rng.choice(len(cub.records), size=n_cub, replace=False))
-        records = [cub.records[i] for i in picked]
-        print_rate_table(
-            f"resnet18 @ 224 px, {len(records)} CUB images (JPEG, shorter side 256)",
-            bench_config("resnet18@224", "resnet18", 224, records, rounds),
-            "forward only",
-        )
-    else:
-        print(f"\n(resnet18 @ 224 px on CUB skipped: {args.cub} not found)")
-    print(f"\nload average at the end: {load_average()}")
+        if cub is not None:
+            rng = np.random.default_rng(0)
+            picked = sorted(rng.choice(len(cub.records), size=n_cub, replace=False))
+            records = [cub.records[i] for i in picked]
+            print_rate_table(
+                f"resnet18 @ 224 px, {len(records)} CUB images (JPEG, shorter side 256)",
+                bench_config("resnet18@224", "resnet18", 224, records, rounds),
+                "forward only",
+            )
 
 
 if __name__ == "__main__":

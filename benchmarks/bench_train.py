@@ -25,17 +25,19 @@ markdown tables on stdout, progress on stderr.
 
 from __future__ import annotations
 
-import argparse
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import torch
-from _common import CUB25, load_average, log, print_rate_table
+from _common import (
+    digits_and_cub,
+    log,
+    parse_arguments,
+    print_header,
+    print_rate_table,
+    rate_rows,
+)
 
-from hashcli.data import load_dataset
 from hashcli.data.images import load_image
 from hashcli.data.records import ImageDataset
 from hashcli.data.torch_data import ImageRecordDataset, RecordLoader
@@ -120,51 +122,29 @@ def bench_config(
         "RecordLoader + PKSampler, workers=1": lambda: run(through_loader(1)),
         "RecordLoader + PKSampler, workers=2": lambda: run(through_loader(2)),
     }
-    images = steps * sampler.batch_size
-    best = {key: float("inf") for key in variants}
-    for round_index in range(rounds):
-        for key, fn in variants.items():
-            seconds = fn()
-            best[key] = min(best[key], seconds)
-            log(f"  round {round_index + 1}: {key}: {images / seconds:,.1f} images/s")
-    baseline = images / best["in-memory tensors"]
-    rows = [(key, images / seconds, images / seconds / baseline) for key, seconds in best.items()]
-    return sampler.batch_size, rows
+    return sampler.batch_size, rate_rows(variants, steps * sampler.batch_size, rounds, 1)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps, 1 round")
-    parser.add_argument("--rounds", type=int, default=None, help="passes per variant (2)")
-    parser.add_argument("--cub", type=Path, default=CUB25, help="the CUB subset (cub25)")
-    args = parser.parse_args()
-    rounds = args.rounds or (1 if args.quick else 2)
+    args = parse_arguments(__doc__, "fewer steps, 1 round")
+    rounds = args.rounds
     tiny_steps, resnet_steps = (4, 1) if args.quick else (12, 2)
 
-    print(
-        f"load average at start: {load_average()}\n"
-        f"cores: {os.cpu_count()}, torch {torch.__version__}, intra-op threads: "
-        f"{torch.get_num_threads()}, {BITS} bits, triplet batch-all, Adam; best of {rounds} "
-        f"round(s)"
+    print_header(
+        f"intra-op threads: {torch.get_num_threads()}, {BITS} bits, triplet batch-all, Adam; "
+        f"best of {rounds} round(s)"
     )
-    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        digits = load_dataset("digits", Path(tmp) / "data")
+    with digits_and_cub(args.cub, "bench-train-") as (digits, cub):
         batch, rows = bench_config("tiny@32", "tiny", 32, digits, 10, tiny_steps, rounds)
         print_rate_table(
             f"tiny @ 32 px, digits, batch {batch}, {tiny_steps} steps", rows, "in-memory", 1
         )
-    if (args.cub / "CUB_200_2011" / "images.txt").is_file():
-        cub = load_dataset("cub", args.cub)
-        batch, rows = bench_config("resnet18@224", "resnet18", 224, cub, 8, resnet_steps, rounds)
-        print_rate_table(
-            f"resnet18 @ 224 px, CUB (JPEG), batch {batch}, {resnet_steps} steps",
-            rows,
-            "in-memory",
-            1,
-        )
-    else:
-        print(f"\n(resnet18 @ 224 px on CUB skipped: {args.cub} not found)")
-    print(f"\nload average at the end: {load_average()}")
+        if cub is not None:
+            batch, rows = bench_config(
+                "resnet18@224", "resnet18", 224, cub, 8, resnet_steps, rounds
+            )
+            title = f"resnet18 @ 224 px, CUB (JPEG), batch {batch}, {resnet_steps} steps"
+            print_rate_table(title, rows, "in-memory", 1)
 
 
 if __name__ == "__main__":

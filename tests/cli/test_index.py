@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 from workflows.test_query import (
     BITS,
     brute_force,
-    make_model,
     new_code_file,
     one_torch_thread,  # noqa: F401  (autouse fixture)
+    refused_code_file,
     tree_snapshot,
 )
 
@@ -117,12 +117,8 @@ def test_add_to_an_explicit_index(fake, tmp_path):
 
 @pytest.mark.parametrize("problem", ["model", "bits", "missing index", "missing file"])
 def test_add_errors_are_one_line_and_write_nothing(fake, tmp_path, problem):
-    if problem == "model":
-        new, _, _ = new_code_file(fake, tmp_path, model=make_model(seed=9))
-        match = "another model"
-    elif problem == "bits":
-        new, _, _ = new_code_file(fake, tmp_path, model=make_model(bits=24))
-        match = "24-bit codes"
+    if problem in ("model", "bits"):
+        new, match = refused_code_file(fake, tmp_path, problem)
     elif problem == "missing index":
         new, _, _ = new_code_file(fake, tmp_path)
         fake.index.unlink()

@@ -234,6 +234,14 @@ def test_dataset_split_with_a_loose_checkpoint(tiny, tmp_path):
     assert summary.labels and summary.encoded == 4
 
 
+def make_folder_run(tmp_path: Path, checkpoint: Path, val_fraction: float, seed: int) -> Path:
+    """A folder dataset at ``tmp_path/tree`` and a run trained on it with this carve."""
+    root = tmp_path / "tree"
+    build_folder_dataset(root)
+    train = {"dataset": "folder", "data_root": str(root), "val_fraction": val_fraction}
+    return make_run(tmp_path / "runs", checkpoint, {**train, "seed": seed})
+
+
 def make_run(workdir: Path, checkpoint: Path, train: dict) -> Path:
     """A run folder (config.json, model.pt) made current in ``workdir``."""
     run_dir = workdir / "run1"
@@ -246,10 +254,8 @@ def make_run(workdir: Path, checkpoint: Path, train: dict) -> Path:
 
 def test_dataset_split_of_the_current_run_carves_val_as_training_did(tiny, tmp_path):
     checkpoint, model = tiny
+    run_dir = make_folder_run(tmp_path, checkpoint, val_fraction=0.5, seed=3)
     root = tmp_path / "tree"
-    build_folder_dataset(root)
-    train = {"dataset": "folder", "data_root": str(root), "val_fraction": 0.5, "seed": 3}
-    run_dir = make_run(tmp_path / "runs", checkpoint, train)
     # Neither --data-root nor --out: the run's data root, and the run's codes folder.
     summary = encode_to_file(dataset="folder", split="val", workdir=tmp_path / "runs")
     assert summary.out == run_dir / "codes" / "folder-val.h5"
@@ -265,10 +271,7 @@ def test_dataset_split_of_the_current_run_carves_val_as_training_did(tiny, tmp_p
 
 def test_an_empty_split_is_an_error(tiny, tmp_path):
     checkpoint, _ = tiny
-    root = tmp_path / "tree"
-    build_folder_dataset(root)
-    train = {"dataset": "folder", "data_root": str(root), "val_fraction": 0.0, "seed": 0}
-    run_dir = make_run(tmp_path / "runs", checkpoint, train)
+    run_dir = make_folder_run(tmp_path, checkpoint, val_fraction=0.0, seed=0)
     with pytest.raises(HashretError, match="no images in the val split"):
         encode_to_file(dataset="folder", split="val", run=str(run_dir))
     assert not (run_dir / "codes").exists()

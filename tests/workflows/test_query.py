@@ -347,14 +347,21 @@ def test_add_extends_the_index_and_its_code_store(fake, tmp_path):
     assert top.path == str(paths[top.row - 18]) and top.label is None and top.class_name is None
 
 
+def refused_code_file(fake: FakeRun, tmp_path: Path, problem: str) -> tuple[Path, str]:
+    """A code file that `index add` must refuse, and words its error says (CLI tests too)."""
+    if problem in ("bits", "model"):
+        model = make_model(bits=24) if problem == "bits" else make_model(seed=5)
+        return new_code_file(fake, tmp_path, model=model)[0], {
+            "bits": "24-bit codes",
+            "model": "another model",
+        }[problem]
+    raise ValueError(problem)
+
+
 @pytest.mark.parametrize("problem", ["bits", "model", "no fingerprint", "itself", "classes"])
 def test_add_refuses_codes_that_do_not_belong_and_writes_nothing(fake, tmp_path, problem):
-    if problem == "bits":
-        new, _, _ = new_code_file(fake, tmp_path, model=make_model(bits=24))
-        match = "24-bit codes"
-    elif problem == "model":
-        new, _, _ = new_code_file(fake, tmp_path, model=make_model(seed=5))
-        match = "another model"
+    if problem in ("bits", "model"):
+        new, match = refused_code_file(fake, tmp_path, problem)
     elif problem == "no fingerprint":
         new = tmp_path / "bare.h5"
         write_codes(new, CodeFile(fake.db_codes[:2], BITS))
