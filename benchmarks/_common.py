@@ -37,26 +37,23 @@ def print_rate_table(
         print(f"| {key} | {ips:,.{digits}f} | {ratio:.2f} |")
 
 
-def parse_arguments(doc: str, quick_help: str) -> argparse.Namespace:
-    """``--quick``, ``--rounds`` (default 2, 1 with --quick) and ``--cub`` of bench_encode and
-    bench_train."""
+def start(doc: str, quick_help: str, settings: str) -> argparse.Namespace:
+    """Parse ``--quick``, ``--rounds`` (default 2, 1 with --quick) and ``--cub`` (bench_encode,
+    bench_train), then print the report's first lines: load, cores, torch and ``settings``."""
+    import torch
+
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--rounds", type=int, default=None, help="passes per variant (2)")
     parser.add_argument("--cub", type=Path, default=CUB25, help="the CUB subset (cub25)")
     args = parser.parse_args()
     args.rounds = args.rounds or (1 if args.quick else 2)
-    return args
-
-
-def print_header(details: str) -> None:
-    """The first lines of a torch benchmark's report: load, cores, torch version, settings."""
-    import torch
-
     print(
         f"load average at start: {load_average()}\n"
-        f"cores: {os.cpu_count()}, torch {torch.__version__}, {details}"
+        f"cores: {os.cpu_count()}, torch {torch.__version__}, intra-op threads: "
+        f"{torch.get_num_threads()}, {settings}; best of {args.rounds} round(s)"
     )
+    return args
 
 
 @contextlib.contextmanager

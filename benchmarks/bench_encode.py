@@ -35,10 +35,9 @@ import torch
 from _common import (
     digits_and_cub,
     log,
-    parse_arguments,
-    print_header,
     print_rate_table,
     rate_rows,
+    start,
 )
 
 from hashcli.codes.bits import pack_binary
@@ -114,14 +113,8 @@ def bench_config(
 
 
 def main() -> None:
-    args = parse_arguments(__doc__, "fewer images, 1 round")
-    rounds = args.rounds
-    n_digits, n_cub = (256, 128) if args.quick else (1024, 256)
-
-    print_header(
-        f"default intra-op threads: {torch.get_num_threads()}, batch size {BATCH_SIZE}, "
-        f"{BITS} bits, best of {rounds} round(s)"
-    )
+    args = start(__doc__, "fewer images, 1 round", f"batch size {BATCH_SIZE}, {BITS} bits")
+    rounds, (n_digits, n_cub) = args.rounds, ((256, 128) if args.quick else (1024, 256))
     with digits_and_cub(args.cub, "bench-encode-") as (digits, cub):
         records = digits.records[:n_digits]
         print_rate_table(

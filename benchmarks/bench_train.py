@@ -32,10 +32,9 @@ import torch
 from _common import (
     digits_and_cub,
     log,
-    parse_arguments,
-    print_header,
     print_rate_table,
     rate_rows,
+    start,
 )
 
 from hashcli.data.images import load_image
@@ -126,14 +125,8 @@ def bench_config(
 
 
 def main() -> None:
-    args = parse_arguments(__doc__, "fewer steps, 1 round")
-    rounds = args.rounds
-    tiny_steps, resnet_steps = (4, 1) if args.quick else (12, 2)
-
-    print_header(
-        f"intra-op threads: {torch.get_num_threads()}, {BITS} bits, triplet batch-all, Adam; "
-        f"best of {rounds} round(s)"
-    )
+    args = start(__doc__, "fewer steps, 1 round", f"{BITS} bits, triplet batch-all, Adam")
+    rounds, (tiny_steps, resnet_steps) = args.rounds, ((4, 1) if args.quick else (12, 2))
     with digits_and_cub(args.cub, "bench-train-") as (digits, cub):
         batch, rows = bench_config("tiny@32", "tiny", 32, digits, 10, tiny_steps, rounds)
         print_rate_table(
