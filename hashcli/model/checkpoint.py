@@ -119,7 +119,7 @@ def model_state(model: HashNet) -> dict[str, Any]:
 
 def model_from_state(state: Mapping[str, Any], *, source: str = "checkpoint") -> HashNet:
     """Rebuild a HashNet from checkpoint entries (see :func:`model_state`), on the CPU."""
-    from hashcli.model.registry import create_model
+    from hashcli.model.factory import create_model
 
     config = state.get("model_config")
     weights = state.get("model")
