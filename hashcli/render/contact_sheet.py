@@ -17,8 +17,7 @@ Frames: green when a result shares the query's class, red when not; no frame (wh
 either class is unknown (:meth:`SheetQuery.relevant` says which).
 
 The sheet reads only what :class:`SheetQuery` and :class:`SheetNeighbour` describe, so any
-result objects with those attributes draw (``hashret query``'s are
-:class:`hashcli.workflows.query.QueryResult`).
+result objects with those attributes draw (``hashret query``'s results are such objects).
 Thumbnails keep their aspect ratio, centred; images smaller than the cell are enlarged with
 nearest-neighbour (an 8x8 digit becomes 96x96 crisp pixels), larger ones reduced with
 Lanczos. A result image that cannot be read shows as a grey square with a question mark.
