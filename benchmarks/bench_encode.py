@@ -44,8 +44,8 @@ from hashcli.codes.bits import pack_binary
 from hashcli.data.images import load_image
 from hashcli.data.records import ImageRecord
 from hashcli.data.transforms import eval_transform
+from hashcli.model.factory import create_model
 from hashcli.model.inference import encode_records
-from hashcli.model.registry import create_model
 
 BATCH_SIZE = 64
 BITS = 48

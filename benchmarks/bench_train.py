@@ -41,7 +41,7 @@ from hashcli.data.images import load_image
 from hashcli.data.records import ImageDataset
 from hashcli.data.torch_data import ImageRecordDataset, RecordLoader
 from hashcli.data.transforms import train_transform
-from hashcli.model.registry import create_model
+from hashcli.model.factory import create_model
 from hashcli.train.losses import build_loss
 from hashcli.train.sampler import PKSampler
 from hashcli.train.schedule import build_optimizer

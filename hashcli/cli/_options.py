@@ -105,7 +105,9 @@ BitsOpt = Annotated[
 DeviceOpt = Annotated[
     str, typer.Option("--device", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON on stdout, on one line.")
+]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bars or status lines on stderr.")
 ]

@@ -7,8 +7,7 @@ from typing import Any
 from rich.progress import TextColumn
 from rich.table import Table
 
-from hashcli.cli._console import err
-from hashcli.cli._progress import make_progress
+from hashcli.cli._output import Output
 from hashcli.workflows.train import TrainObserver
 
 
@@ -20,9 +19,8 @@ class RichTrainObserver(TrainObserver):
     """Rich bars when stderr is a terminal; one plain line per evaluation otherwise."""
 
     def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-        self.live = not quiet and err.is_terminal
-        self.progress = make_progress(quiet, TextColumn("{task.fields[stats]}"))
+        self.out = Output(quiet=quiet)
+        self.progress = self.out.progress(TextColumn("{task.fields[stats]}"))
         self.epoch_task = None
         self.step_task = None
         self.phase_tasks: dict[str, Any] = {}
@@ -35,8 +33,7 @@ class RichTrainObserver(TrainObserver):
         self.progress.__exit__(*exc)
 
     def message(self, text: str) -> None:
-        if not self.quiet:
-            self.progress.console.print(text, markup=False, highlight=False)
+        self.out.say(text)
 
     def start(self, info: dict[str, Any]) -> None:
         self.message(
@@ -92,12 +89,11 @@ class RichTrainObserver(TrainObserver):
                 stats=f"val mAP {_fmt(record.get('val_map'))}"
                 + (" (best)" if record.get("best") else ""),
             )
-        if not self.live and not self.quiet:
-            err.print(
+        if not self.out.live:  # no bars to show it: one line per evaluation
+            self.out.say(
                 f"epoch {record['epoch']}: loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
                 f"{record['images_per_s']:.0f} img/s  val mAP {_fmt(record.get('val_map'))}"
-                + ("  best" if record.get("best") else ""),
-                highlight=False,
+                + ("  best" if record.get("best") else "")
             )
 
     def summary(self, summary: dict[str, Any]) -> None:
@@ -109,4 +105,4 @@ class RichTrainObserver(TrainObserver):
         test = summary.get("test") or {}
         table.add_row("test mAP (tie-aware)", _fmt(test.get("map")))
         table.add_row("test mAP (index order)", _fmt(test.get("map_index_order")))
-        err.print(table)
+        self.out.table(table)

@@ -22,6 +22,7 @@ from hashcli.cli import index as index_cmd
 from hashcli.cli import query as query_cmd
 from hashcli.cli import runs as runs_cmd
 from hashcli.cli import train as train_cmd
+from hashcli.cli._output import Output
 from hashcli.errors import HashretError
 
 DEBUG_ENV = "HASHRET_DEBUG"
@@ -36,7 +37,7 @@ class HashretGroup(TyperGroup):
         except HashretError as exc:
             if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
                 raise
-            typer.echo(f"Error: {exc}", err=True)
+            Output().error(str(exc))
             raise typer.Exit(1) from None
 
 
@@ -53,7 +54,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"hashret {__version__}")
+        Output().line(f"hashret {__version__}")
         raise typer.Exit()
 
 

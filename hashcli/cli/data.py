@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from hashcli.cli._console import out, say
 from hashcli.cli._options import DataRootOpt, DatasetArg, JsonOpt, QuietOpt, SeedOpt
-from hashcli.cli._progress import progress_bar
+from hashcli.cli._output import Output
 from hashcli.errors import DataError, HashretError
 
 app = typer.Typer(help="Inspect, check and download datasets.", no_args_is_help=True)
@@ -19,15 +17,6 @@ ValFractionOpt = Annotated[
     float,
     typer.Option("--val-fraction", help="Share of each class's train images held out as val."),
 ]
-
-
-def _print_json(value: object) -> None:
-    out.print(json.dumps(value, indent=2), markup=False, highlight=False, emoji=False)
-
-
-def _warn(warnings: list[str], quiet: bool) -> None:
-    for warning in warnings:
-        say(f"Warning: {warning}", quiet=quiet)
 
 
 @app.command("info")
@@ -47,6 +36,7 @@ def info(
     """
     from hashcli.data import load_dataset
 
+    out = Output(quiet=quiet)
     ds = load_dataset(dataset, data_root, val_fraction=val_fraction, seed=seed)
     counts = ds.counts()
     summary = {
@@ -64,9 +54,10 @@ def info(
         "warnings": ds.warnings,
     }
     if as_json:
-        _print_json(summary)
+        out.json(summary)
         return
-    _warn(ds.warnings, quiet)
+    for warning in ds.warnings:
+        out.warning(warning)
     train_total = counts["train"] + counts["val"]
     lines = [
         f"dataset  {ds.name}",
@@ -78,7 +69,7 @@ def info(
         f"boxes    {'yes' if ds.has_boxes else 'no'}",
         f"size     {ds.image_size} px, horizontal flips {'on' if ds.hflip else 'off'}",
     ]
-    say("\n".join(lines))
+    out.result("\n".join(lines))
 
 
 @app.command("check")
@@ -98,11 +89,13 @@ def check(
     from hashcli.data import load_dataset
     from hashcli.data.images import find_unreadable
 
+    out = Output(quiet=quiet)
     ds = load_dataset(dataset, data_root)
     if not as_json:
-        _warn(ds.warnings, quiet)
+        for warning in ds.warnings:
+            out.warning(warning)
     paths = [r.path for r in ds.records]
-    with progress_bar(f"decoding {ds.name}", total=len(paths), quiet=quiet) as progress:
+    with out.progress_bar(f"decoding {ds.name}", total=len(paths)) as progress:
         failures = find_unreadable(paths, workers=workers or None, progress=progress)
     if as_json:
         report = {
@@ -111,12 +104,12 @@ def check(
             "images": len(paths),
             "failed": [{"path": str(p), "reason": reason} for p, reason in failures],
         }
-        _print_json(report)
+        out.json(report)
     else:
         for _, reason in failures:
-            say(f"  {reason}")
+            out.result(f"  {reason}")
         if not failures:
-            say(f"all {len(paths):,} images of {ds.name} decode", quiet=quiet)
+            out.say(f"all {len(paths):,} images of {ds.name} decode")
     if failures:
         raise DataError(f"{len(failures):,} of {len(paths):,} images of {ds.name} cannot be read")
 
@@ -152,10 +145,11 @@ def download(
 
     if dataset not in DOWNLOADS:
         raise HashretError(f"cannot download {dataset!r}: choose one of {', '.join(DOWNLOADS)}")
+    out = Output(quiet=quiet)
     destination = resolve_data_root(to)
     columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with progress_bar(f"downloading {dataset}", quiet=quiet, columns=columns) as progress:
+    with out.progress_bar(f"downloading {dataset}", columns=columns) as progress:
         folder = download_dataset(
             dataset, destination, keep_archives=keep_archives, progress=progress
         )
-    say(f"{dataset} is ready in {folder} (use --data-root {destination})", quiet=quiet)
+    out.say(f"{dataset} is ready in {folder} (use --data-root {destination})")

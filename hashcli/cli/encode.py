@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from hashcli.cli._console import out, say
 from hashcli.cli._options import (
     DATASET_NAMES,
     DataRootOpt,
@@ -23,6 +21,7 @@ from hashcli.cli._options import (
     RunOpt,
     WorkdirOpt,
 )
+from hashcli.cli._output import Output
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -32,7 +31,7 @@ def _complete(names: tuple[str, ...]) -> Callable[[str], list[str]]:
 
 
 @contextmanager
-def _progress(quiet: bool) -> Iterator[Callable[[int, int], None]]:
+def _progress(out: Output) -> Iterator[Callable[[int, int], None]]:
     """A bar with images/s on stderr (off with --quiet or when stderr is not a terminal).
 
     The bar appears when encoding starts, so that loading the model and the dataset does not
@@ -40,9 +39,7 @@ def _progress(quiet: bool) -> Iterator[Callable[[int, int], None]]:
     """
     from rich.progress import TextColumn
 
-    from hashcli.cli._progress import make_progress
-
-    with make_progress(quiet, TextColumn("{task.fields[rate]}")) as progress:
+    with out.progress(TextColumn("{task.fields[rate]}")) as progress:
         task = None
         start = 0.0
 
@@ -167,7 +164,8 @@ def encode_command(
         quiet, json_output = True, False
     from hashcli.workflows.encode import encode_to_file
 
-    with _progress(quiet) as progress:
+    out = Output(quiet=quiet)
+    with _progress(out) as progress:
         summary = encode_to_file(
             images or (),
             list_file=list_file,
@@ -186,15 +184,14 @@ def encode_command(
         )
 
     for warning in summary.warnings:
-        say(f"Warning: {warning}", quiet=quiet)
+        out.warning(warning)
     if summary.skipped:
-        say(f"Skipped {len(summary.skipped)} unreadable image(s):", quiet=quiet)
+        out.say(f"Skipped {len(summary.skipped)} unreadable image(s):")
         for path in summary.skipped:
-            say(f"  {path}", quiet=quiet)
-    say(
+            out.say(f"  {path}")
+    out.say(
         f"Wrote {summary.out} ({summary.encoded:,} codes of {summary.bits} bits, "
-        f"{summary.images_per_second:,.0f} images/s)",
-        quiet=quiet,
+        f"{summary.images_per_second:,.0f} images/s)"
     )
     if json_output:
-        out.print(json.dumps(summary.to_dict()), markup=False, highlight=False, soft_wrap=True)
+        out.json(summary.to_dict())

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from hashcli.cli._console import err, say
 from hashcli.cli._options import JsonOpt, QuietOpt, RunOpt, WorkdirOpt
-from hashcli.cli._progress import progress_bar
+from hashcli.cli._output import Output
 
 if TYPE_CHECKING:
     from hashcli.metrics import RetrievalReport
@@ -107,41 +105,30 @@ def eval_command(
         raise typer.BadParameter("--run cannot be combined with --queries/--database")
     from hashcli.workflows.evaluate import evaluate_run
 
-    with progress_bar("Evaluating", quiet=quiet) as progress:
+    out = Output(quiet=quiet)
+    with out.progress_bar("Evaluating") as progress:
         evaluation = evaluate_run(
             queries, database, run=run, workdir=workdir, top_k=ks, progress=progress
         )
     report = evaluation.report
     if queries is None:
-        say(f"Evaluated {evaluation.queries} against {evaluation.database}", quiet=quiet)
+        out.say(f"Evaluated {evaluation.queries} against {evaluation.database}")
     if pr_curve is not None:
         from hashcli.render.pr_curve import save_pr_curve
 
         save_pr_curve(report.pr_curve, pr_curve, bits=report.bits)
-        say(f"Wrote the precision-recall curve to {pr_curve}", quiet=quiet)
+        out.say(f"Wrote the precision-recall curve to {pr_curve}")
     if json_output:
-        # One line: easy to pipe into jq or to read back line by line.
-        typer.echo(json.dumps(_json_safe(report.to_dict(per_class=per_class))))
+        out.json(report.to_dict(per_class=per_class))
         return
-    _render(report, per_class=per_class)
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities are not JSON: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
+    _render(out, report, per_class=per_class)
 
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
-def _render(report: RetrievalReport, *, per_class: bool) -> None:
+def _render(out: Output, report: RetrievalReport, *, per_class: bool) -> None:
     from rich.table import Table
 
     kind = "multi-label" if report.multi_label else "single-label"
@@ -167,7 +154,7 @@ def _render(report: RetrievalReport, *, per_class: bool) -> None:
     table.add_row(
         "queries without a relevant item (skipped)", f"{report.n_queries_without_relevant:,}"
     )
-    err.print(table)
+    out.table(table)
     if per_class:
         classes = Table(title="Per-class mAP (worst first)", title_justify="left")
         classes.add_column("class", justify="right")
@@ -178,4 +165,4 @@ def _render(report: RetrievalReport, *, per_class: bool) -> None:
         for label, entry in sorted(report.per_class.items(), key=lambda item: item[1].map):
             name = [escape(report.class_name(label) or "")] if report.class_names else []
             classes.add_row(str(label), *name, f"{entry.n_queries:,}", _fmt(entry.map))
-        err.print(classes)
+        out.table(classes)

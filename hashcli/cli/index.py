@@ -7,15 +7,14 @@ literally called ``add`` needs ``hashret index build add`` or ``./add``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
-from hashcli.cli._console import out, say
 from hashcli.cli._options import JsonOpt, QuietOpt, RunOpt, WorkdirOpt, complete_index_type
+from hashcli.cli._output import Output
 
 DEFAULT_COMMAND = "build"
 
@@ -143,17 +142,17 @@ def build_command(
         params={k: v for k, v in params.items() if v is not None},
         out=out_path,
     )
+    out = Output(quiet=quiet)
     shown = ", ".join(f"{k}={v}" for k, v in summary.params.items())
-    say(
+    out.say(
         f"Wrote {summary.out}: {summary.index_type} index"
         f"{f' ({shown})' if shown else ''}, {summary.ntotal:,} codes of {summary.bits} bits "
-        f"from {summary.source}",
-        quiet=quiet,
+        f"from {summary.source}"
     )
     for note in summary.notes:
-        say(f"Note: {note}", quiet=quiet)
+        out.say(f"Note: {note}")
     if json_output:
-        out.print(json.dumps(summary.to_dict()), markup=False, highlight=False, soft_wrap=True)
+        out.json(summary.to_dict())
 
 
 @app.command("add")
@@ -198,11 +197,11 @@ def add_command(
     from hashcli.workflows.index import add_to_index
 
     summary = add_to_index(new_codes, index=index, run=run, workdir=workdir)
-    say(
+    out = Output(quiet=quiet)
+    out.say(
         f"Added {len(summary.rows):,} codes from {summary.source} to "
         f"{summary.index} as rows {summary.rows.start:,}-{summary.rows.stop - 1:,} "
-        f"(now {summary.ntotal:,} codes); extended {summary.store}",
-        quiet=quiet,
+        f"(now {summary.ntotal:,} codes); extended {summary.store}"
     )
     if json_output:
-        out.print(json.dumps(summary.to_dict()), markup=False, highlight=False, soft_wrap=True)
+        out.json(summary.to_dict())

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from hashcli.cli._console import err, out, say
 from hashcli.cli._options import (
     DeviceOpt,
     ImagesArg,
@@ -18,8 +16,11 @@ from hashcli.cli._options import (
     RunOpt,
     WorkdirOpt,
 )
+from hashcli.cli._output import Output
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from hashcli.workflows.query import QueryReport, QueryResult
 
 
@@ -133,13 +134,13 @@ def query_command(
         batch_size=batch_size,
         grid=grid,
     )
+    out = Output(quiet=quiet)
     if json_output:
-        for result in report.results:
-            out.print(json.dumps(result.to_dict()), markup=False, highlight=False, soft_wrap=True)
+        out.json_lines(result.to_dict() for result in report.results)
     else:
         for number, result in enumerate(report.results, start=1):
-            _render(result, number, len(report.results), report)
-    _summary(report, quiet)
+            out.table(_table(result, number, len(report.results), report))
+    _summary(out, report)
 
 
 def _fmt(value: object) -> str:
@@ -150,7 +151,7 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def _render(result: QueryResult, number: int, total: int, report: QueryReport) -> None:
+def _table(result: QueryResult, number: int, total: int, report: QueryReport) -> Table:
     from rich.table import Table
 
     known = (
@@ -178,14 +179,14 @@ def _render(result: QueryResult, number: int, total: int, report: QueryReport) -
     if not result.neighbours:
         where = f"within distance {report.radius}" if report.radius is not None else ""
         table.caption = f"no database item {where}".strip()
-    err.print(table)
+    return table
 
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.2f} s" if seconds >= 1 else f"{1e3 * seconds:.1f} ms"
 
 
-def _summary(report: QueryReport, quiet: bool) -> None:
+def _summary(out: Output, report: QueryReport) -> None:
     t = report.timings
     n = len(report.results)
     parts = ", ".join(
@@ -193,11 +194,10 @@ def _summary(report: QueryReport, quiet: bool) -> None:
         for name in ("imports", "model", "index", "encode", "search", "grid", "total")
         if name in t
     )
-    say(
+    out.say(
         f"Searched {n:,} {'query' if n == 1 else 'queries'} in {report.index} "
         f"({report.index_type}, {report.ntotal:,} codes of {report.bits} bits) on "
-        f"{report.device}: {parts}",
-        quiet=quiet,
+        f"{report.device}: {parts}"
     )
     if report.grid is not None:
-        say(f"Wrote the contact sheet {report.grid}", quiet=quiet)
+        out.say(f"Wrote the contact sheet {report.grid}")

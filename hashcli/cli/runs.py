@@ -1,23 +1,25 @@
 """``hashret runs``: list the runs of the workdir, and choose the current one.
 
 The listing is the data this command exists for, so the table goes to stdout, as ``ls`` or
-``docker ps`` do (``hashret runs | grep cub`` works); ``--json`` swaps it for a JSON array.
-Messages for people (an empty workdir, a skipped run, the run just chosen) go to stderr.
+``docker ps`` do (``hashret runs | grep cub`` works): ``Output.table(..., data=True)``;
+``--json`` swaps it for a JSON array. Messages for people (an empty workdir, a skipped run,
+the run just chosen) go to stderr.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hashcli.cli._console import err, out, say
 from hashcli.cli._options import JsonOpt, QuietOpt, WorkdirOpt, complete_run
+from hashcli.cli._output import Output
 from hashcli.errors import HashretError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from hashcli.workflows.runs import RunInfo
 
 app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
@@ -50,29 +52,23 @@ def runs_command(
         return
     from hashcli.workflows.runs import resolve_workdir
 
+    out = Output()
     wd = resolve_workdir(workdir)
     infos, warnings = _run_infos(wd)
     if as_json:
-        out.print(
-            json.dumps([info.to_dict() for info in infos], indent=2),
-            markup=False,
-            highlight=False,
-            emoji=False,
-        )
+        out.json([info.to_dict() for info in infos])
         return
     for warning in warnings:
-        err.print(f"Warning: {warning}", markup=False, highlight=False)
+        out.warning(warning)
     if not infos:
         where = "" if wd.is_dir() else " (the folder does not exist yet)"
-        err.print(
+        out.result(
             f"No runs in {wd}{where}. Train one with "
             "`hashret train --dataset digits --backbone tiny --bits 32`, or point --workdir "
-            "(or $HASHRET_WORKDIR) at a folder of runs.",
-            markup=False,
-            highlight=False,
+            "(or $HASHRET_WORKDIR) at a folder of runs."
         )
         return
-    _print_table(infos)
+    out.table(_table(infos), data=True)
 
 
 @app.command("use")
@@ -98,7 +94,7 @@ def use_command(
             f"workdir; use --workdir {run_dir.resolve().parent} to make it current there"
         )
     set_current_run(wd, run_dir)
-    say(f"Current run: {run_dir.name} (workdir {wd})", quiet=quiet)
+    Output(quiet=quiet).say(f"Current run: {run_dir.name} (workdir {wd})")
 
 
 def _run_infos(workdir: Path) -> tuple[list[RunInfo], list[str]]:
@@ -125,7 +121,7 @@ def _fmt_date(created: str | None) -> str:
     return "-" if not created else created[:16].replace("T", " ")
 
 
-def _print_table(infos: list[RunInfo]) -> None:
+def _table(infos: list[RunInfo]) -> Table:
     from rich import box
     from rich.table import Table
 
@@ -151,12 +147,4 @@ def _print_table(infos: list[RunInfo]) -> None:
             _fmt_map(info.test_map),
             _fmt_date(info.created),
         )
-    if out.is_terminal:
-        out.print(table)
-        return
-    # Piped: no terminal width to fit, so keep whole rows for grep and awk (rich would
-    # otherwise squeeze the table into 80 columns, eliding names and dropping columns).
-    from rich.console import Console
-
-    table.box = None
-    Console(file=out.file, width=10_000, color_system=None, highlight=False).print(table)
+    return table

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from hashcli.cli._console import err, out
 from hashcli.cli._options import (
     BitsOpt,
     DataRootOpt,
@@ -22,6 +21,7 @@ from hashcli.cli._options import (
     complete_run,
     complete_schedule,
 )
+from hashcli.cli._output import Output
 
 
 def train_command(
@@ -187,14 +187,13 @@ def train_command(
         "test": result.test,
         "skipped_images": len(result.skipped_images),
     }
+    out = Output(quiet=quiet)
     if json_output:
-        import json
-
-        out.print(json.dumps(summary), markup=False)
+        out.json(summary)
     elif not quiet:
         observer.summary(summary)
-    if result.skipped_images and not quiet:
-        err.print(
+    if result.skipped_images:
+        out.say(
             f"Skipped {len(result.skipped_images)} unreadable image(s); listed in "
             f"{result.run_dir / 'config.json'}"
         )

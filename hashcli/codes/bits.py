@@ -16,6 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Number of 1 bits of every byte value: ``BYTE_POPCOUNT[b]`` for a uint8 ``b``; uint8 (256,).
+#: Indexing it with XORed code bytes gives per-byte Hamming distances (numpy < 2 has no
+#: ``bitwise_count``).
+BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
 
 def code_bytes(bits: int) -> int:
     """Bytes per packed code: ``ceil(bits / 8)``."""

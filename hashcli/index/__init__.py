@@ -10,7 +10,7 @@ from hashcli.index.binary_index import (
     SearchResult,
     faiss_threads,
 )
-from hashcli.index.layout import FAST_CODE_BYTES, code_bytes, padded_code_bytes
+from hashcli.index.layout import FAST_CODE_BYTES, padded_code_bytes
 from hashcli.index.metadata import IndexMetadata, metadata_path, read_index_metadata
 from hashcli.index.params import DEFAULT_PARAMS, INDEX_TYPES, SEARCH_PARAMS
 
@@ -24,7 +24,6 @@ __all__ = [
     "IndexMetadata",
     "SearchResult",
     "faiss_threads",
-    "code_bytes",
     "metadata_path",
     "padded_code_bytes",
     "read_index_metadata",

@@ -30,22 +30,23 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hashcli.codes.bits import BYTE_POPCOUNT
 from hashcli.errors import FormatError, HashretError
 from hashcli.fileio import atomic_path
-from hashcli.index.layout import check_bits, check_codes, pad_codes, padded_code_bytes
+from hashcli.index.layout import check_codes, check_positive_bits, pad_codes, padded_code_bytes
 from hashcli.index.metadata import (
     REBUILD_HINT,
     IndexMetadata,
     read_index_metadata,
     write_metadata,
 )
-from hashcli.index.params import SEARCH_PARAMS, check_index_type, resolve_params
+from hashcli.index.ordering import cut_tie_groups, order_rows
+from hashcli.index.params import SEARCH_PARAMS, check_index_type, positive_int, resolve_params
 
 #: FAISS's GpuIndexBinaryFlat returns at most this many neighbours per query.
 GPU_MAX_K = 2048
@@ -57,8 +58,6 @@ _FAISS_CLASSES = {
     "hash": "IndexBinaryHash",
     "multihash": "IndexBinaryMultiHash",
 }
-
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 def _faiss():
@@ -94,6 +93,18 @@ class SearchResult:
     distances: np.ndarray
     rows: np.ndarray
 
+    @classmethod
+    def empty(cls, nq: int, k: int) -> SearchResult:
+        """The answer when there is nothing to search: (nq, k) zeros, k or nq being 0."""
+        return cls(np.zeros((nq, k), dtype=np.int32), np.zeros((nq, k), dtype=np.int64))
+
+    @classmethod
+    def from_ordered(cls, D: np.ndarray, I: np.ndarray) -> SearchResult:
+        """Distances and rows already ordered by (distance, row); missing slots (row -1) get
+        distance -1."""
+        D = np.where(I >= 0, D, -1)
+        return cls(np.ascontiguousarray(D, dtype=np.int32), np.ascontiguousarray(I, dtype=np.int64))
+
     def __len__(self) -> int:
         return self.rows.shape[0]
 
@@ -101,12 +112,6 @@ class SearchResult:
         """(distances, rows) of one query, without missing slots."""
         found = self.rows[query] >= 0
         return self.distances[query][found], self.rows[query][found]
-
-
-def _positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < minimum:
-        raise HashretError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
 
 
 def _parse_device(device: str) -> int | None:
@@ -154,7 +159,7 @@ def _flat_keeps_lowest_rows(code_size: int) -> bool:
     xq[:, 0] = [0, 5, 15]
     index = faiss.IndexBinaryFlat(8 * code_size)
     index.add(xb)
-    dist = _POPCOUNT[xq[:, :1] ^ xb[None, :, 0]]
+    dist = BYTE_POPCOUNT[xq[:, :1] ^ xb[None, :, 0]]
     for k in (7, 5000):
         for nq in (1, 3):
             _, rows = index.search(xq[:nq], k)
@@ -162,13 +167,6 @@ def _flat_keeps_lowest_rows(code_size: int) -> bool:
             if not np.array_equal(rows, expected):
                 return False
     return True
-
-
-def _order_rows(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row of (D, I) sorted by (distance, id), missing ids (-1) last."""
-    key = np.where(I >= 0, D.astype(np.int64), np.iinfo(np.int64).max)
-    order = np.lexsort((I, key))
-    return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
 
 
 class BinaryIndex:
@@ -190,7 +188,7 @@ class BinaryIndex:
         device: str = "cpu",
         model_fingerprint: str | None = None,
     ) -> None:
-        bits = check_bits(bits)
+        bits = check_positive_bits(bits)
         check_index_type(index_type)
         meta = IndexMetadata(
             index_type=index_type,
@@ -396,24 +394,28 @@ class BinaryIndex:
             self._gpu_index = faiss.GpuIndexBinaryFlat(self._gpu_resources, self._index, config)
         return self._gpu_index
 
+    def _search_input(self, xq: np.ndarray, k: int, *, on_gpu: bool) -> tuple[np.ndarray, int]:
+        """(``xq`` checked and padded, k' = min(k, ntotal)); HashretError for a bad k, or for
+        a k' beyond FAISS's GPU limit when the search runs on a GPU."""
+        k = positive_int("k", k)
+        xq = self._queries(xq)
+        kk = min(k, self.ntotal)
+        if on_gpu and len(xq) and kk > GPU_MAX_K:
+            raise HashretError(
+                f"the GPU index returns at most {GPU_MAX_K} neighbours per query (a FAISS "
+                f"limit) and {kk} were asked for; lower --top or use --device cpu"
+            )
+        return xq, kk
+
     def search(self, xq: np.ndarray, k: int) -> SearchResult:
         """The k nearest codes of each query ``xq`` uint8 (nq, ceil(bits/8)).
 
         Ordered by (distance, row); k larger than the index returns the whole index.
         """
-        k = _positive_int("k", k)
-        xq = self._queries(xq)
-        nq, kk = len(xq), min(k, self.ntotal)
-        if kk == 0 or nq == 0:
-            return SearchResult(
-                np.zeros((nq, kk), dtype=np.int32), np.zeros((nq, kk), dtype=np.int64)
-            )
         on_gpu = self._gpu_id is not None
-        if on_gpu and kk > GPU_MAX_K:
-            raise HashretError(
-                f"the GPU index returns at most {GPU_MAX_K} neighbours per query (a FAISS "
-                f"limit) and {kk} were asked for; lower --top or use --device cpu"
-            )
+        xq, kk = self._search_input(xq, k, on_gpu=on_gpu)
+        if kk == 0 or len(xq) == 0:
+            return SearchResult.empty(len(xq), kk)
         exact_ties = (
             self.index_type == "flat" and not on_gpu and _flat_keeps_lowest_rows(self.padded_bytes)
         )
@@ -421,21 +423,13 @@ class BinaryIndex:
         probe = kk
         if repair:  # one more, to see whether the k-th distance's tie group goes on
             probe = min(kk + 1, GPU_MAX_K) if on_gpu else kk + 1
-        D, I = (self._gpu() if on_gpu else self._index).search(xq, probe)
-        D, I = _order_rows(D, I)
+        D, I = order_rows(*(self._gpu() if on_gpu else self._index).search(xq, probe))
         if repair:
-            if probe > kk:
-                cut = (I[:, kk] >= 0) & (D[:, kk] == D[:, kk - 1])
-            else:  # the GPU limit leaves no (k+1)-th neighbour to look at
-                cut = I[:, kk - 1] >= 0
+            cut = cut_tie_groups(D, I, kk, self.ntotal)
             D, I = D[:, :kk].copy(), I[:, :kk].copy()
             if cut.any():
                 self._complete_tie_groups(xq, D, I, np.flatnonzero(cut))
-        D, I = D[:, :kk], I[:, :kk]
-        D = np.where(I >= 0, D, -1)
-        return SearchResult(
-            np.ascontiguousarray(D, dtype=np.int32), np.ascontiguousarray(I, dtype=np.int64)
-        )
+        return SearchResult.from_ordered(D[:, :kk], I[:, :kk])
 
     def _complete_tie_groups(
         self, xq: np.ndarray, D: np.ndarray, I: np.ndarray, queries: np.ndarray
@@ -466,9 +460,9 @@ class BinaryIndex:
         at most ``top`` long when given. Not available for hnsw (FAISS has no binary HNSW
         range search); ivf / hash / multihash search only the lists / buckets they probe.
         """
-        radius = _positive_int("radius", radius, minimum=0)
+        radius = positive_int("radius", radius, minimum=0)
         if top is not None:
-            top = _positive_int("top", top)
+            top = positive_int("top", top)
         if self.index_type == "hnsw":
             raise HashretError(
                 "an hnsw index cannot search by radius (FAISS's binary HNSW has no range "

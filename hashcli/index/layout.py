@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hashcli.codes.bits import code_bytes
 from hashcli.errors import HashretError
 
 #: Code sizes (bytes) FAISS 1.15 has a specialised Hamming kernel for. Measured on the 2-core
@@ -17,11 +18,6 @@ from hashcli.errors import HashretError
 #: from 1 to 48 bytes took 290-460 us (2 B 342, 3 B 373, 6 B 376, 12 B 364, 24 B 335 us).
 #: Padding to the next size in this list is therefore always faster, up to 64 bytes.
 FAST_CODE_BYTES: tuple[int, ...] = (4, 8, 16, 20, 32, 64)
-
-
-def code_bytes(bits: int) -> int:
-    """Bytes per packed code of ``bits`` bits."""
-    return (bits + 7) // 8
 
 
 def padded_code_bytes(bits: int) -> int:
@@ -33,8 +29,9 @@ def padded_code_bytes(bits: int) -> int:
     return next((fast for fast in FAST_CODE_BYTES if fast >= size), size)
 
 
-def check_bits(bits: object) -> int:
-    """``bits`` as a positive int, else a HashretError."""
+def check_positive_bits(bits: object) -> int:
+    """``bits`` as an int if it is any positive integer (an index takes every code length),
+    else a HashretError."""
     if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or int(bits) < 1:
         raise HashretError(f"the code length must be a positive number of bits; got {bits!r}")
     return int(bits)

@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hashcli.codes.bits import code_bytes
 from hashcli.errors import FormatError, HashretError
 from hashcli.fileio import timestamp, write_json_atomic
-from hashcli.index.layout import code_bytes
 from hashcli.index.params import INDEX_TYPES
 
 FORMAT_NAME = "hashret.index"

@@ -37,17 +37,12 @@ from typing import Any
 import numpy as np
 
 from hashcli.errors import HashretError
-from hashcli.index.binary_index import GPU_MAX_K, BinaryIndex, SearchResult
+from hashcli.index.binary_index import GPU_MAX_K, BinaryIndex, SearchResult, _faiss
 from hashcli.index.layout import check_codes, pad_codes
+from hashcli.index.ordering import cut_tie_groups, order_rows
 
 #: How the database is spread over the GPUs (see the module docstring).
 MULTI_GPU_MODES = ("shard", "replicate")
-
-
-def _faiss():
-    import faiss
-
-    return faiss
 
 
 def visible_gpus() -> int:
@@ -218,30 +213,13 @@ class MultiGpuBinaryIndex:
         skips it (which rows of a cut tie group come back is then up to FAISS), for large
         databases where that scan would cost more than the GPU search.
         """
-        if isinstance(k, bool) or not isinstance(k, Integral) or int(k) < 1:
-            raise HashretError(f"k must be an integer >= 1; got {k!r}")
-        xq = pad_codes(
-            check_codes(xq, self.bits, self.padded_bytes, "query codes"), self.padded_bytes
-        )
-        nq, kk = len(xq), min(int(k), self.ntotal)
-        if kk == 0 or nq == 0:
-            return SearchResult(
-                np.zeros((nq, kk), dtype=np.int32), np.zeros((nq, kk), dtype=np.int64)
-            )
-        if kk > GPU_MAX_K:
-            raise HashretError(
-                f"the GPU index returns at most {GPU_MAX_K} neighbours per query (a FAISS "
-                f"limit) and {kk} were asked for; lower --top or use --device cpu"
-            )
+        xq, kk = self._cpu._search_input(xq, k, on_gpu=True)
+        if kk == 0 or len(xq) == 0:
+            return SearchResult.empty(len(xq), kk)
         probe = min(kk + 1, self.ntotal, GPU_MAX_K)
         D, I = self._searcher.search(xq, probe)
-        D, I = _order_rows(np.asarray(D), np.asarray(I))
-        if probe > kk:
-            cut = (I[:, kk] >= 0) & (D[:, kk] == D[:, kk - 1])
-        elif kk < self.ntotal:  # the GPU limit leaves no (k+1)-th neighbour to compare
-            cut = I[:, kk - 1] >= 0
-        else:  # the whole database was asked for: nothing is cut
-            cut = np.zeros(nq, dtype=bool)
+        D, I = order_rows(np.asarray(D), np.asarray(I))
+        cut = cut_tie_groups(D, I, kk, self.ntotal)
         D = np.ascontiguousarray(D[:, :kk], dtype=np.int32)
         I = np.ascontiguousarray(I[:, :kk], dtype=np.int64)
         queries = np.flatnonzero(cut) if exact_ties else np.zeros(0, dtype=np.int64)
@@ -255,8 +233,7 @@ class MultiGpuBinaryIndex:
                     group, self._cpu.range_search(xq[group], int(d), top=kk), strict=True
                 ):
                     D[q, : len(rows)], I[q, : len(rows)] = dists, rows
-        D = np.where(I >= 0, D, -1).astype(np.int32)
-        return SearchResult(D, I)
+        return SearchResult.from_ordered(D, I)
 
     def range_search(
         self, xq: np.ndarray, radius: int, top: int | None = None
@@ -264,13 +241,6 @@ class MultiGpuBinaryIndex:
         """Every code within Hamming distance <= ``radius``; on the CPU copy (see
         :meth:`BinaryIndex.range_search`)."""
         return self._cpu.range_search(xq, radius, top=top)
-
-
-def _order_rows(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row of (D, I) sorted by (distance, id), missing ids (-1) last."""
-    key = np.where(I >= 0, D.astype(np.int64), np.iinfo(np.int64).max)
-    order = np.lexsort((I, key))
-    return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
 
 
 __all__ = [

@@ -43,12 +43,16 @@ def check_index_type(index_type: str) -> str:
     return index_type
 
 
-def _positive_int(index_type: str, name: str, value: Any, minimum: int = 1) -> int:
+def positive_int(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int if it is an integer >= ``minimum`` (not a bool), else a HashretError
+    naming ``name`` (a search's k, radius, top, or an index parameter)."""
     if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < minimum:
-        raise HashretError(
-            f"{index_type} index parameter {name} must be an integer >= {minimum}; got {value!r}"
-        )
+        raise HashretError(f"{name} must be an integer >= {minimum}; got {value!r}")
     return int(value)
+
+
+def _index_param(index_type: str, name: str, value: Any, minimum: int = 1) -> int:
+    return positive_int(f"{index_type} index parameter {name}", value, minimum)
 
 
 def resolve_params(
@@ -70,12 +74,12 @@ def resolve_params(
     if index_type == "hash" and merged["b"] is None:
         merged["b"] = min(whole_bits, 16)
     if index_type == "multihash" and merged["b"] is None:
-        nhash = _positive_int(index_type, "nhash", merged["nhash"])
+        nhash = _index_param(index_type, "nhash", merged["nhash"])
         merged["b"] = max(1, min(16, bits // nhash))
     out = {}
     for name, value in merged.items():
         minimum = 0 if name == "nflip" else (2 if name == "m" else 1)
-        out[name] = _positive_int(index_type, name, value, minimum)
+        out[name] = _index_param(index_type, name, value, minimum)
     if index_type == "hash" and out["b"] > min(bits, 64):
         raise HashretError(f"hash index: b={out['b']} exceeds the {bits}-bit code length")
     if index_type == "multihash" and out["nhash"] * out["b"] > bits:

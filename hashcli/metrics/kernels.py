@@ -21,6 +21,8 @@ from typing import Protocol
 
 import numpy as np
 
+from hashcli.codes.bits import BYTE_POPCOUNT
+
 
 class HammingKernels(Protocol):
     """What the evaluator needs: the two inner loops (both may run in several threads)."""
@@ -53,12 +55,11 @@ class NumpyKernels:
     def __init__(self) -> None:
         if hasattr(np, "bitwise_count"):
             self._popcount = np.bitwise_count
-        else:  # numpy < 2.0: popcount through a 256-entry table over the bytes
-            table = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+        else:  # numpy < 2.0: popcount through the byte table
 
             def popcount(words: np.ndarray) -> np.ndarray:
                 as_bytes = words.view(np.uint8).reshape(*words.shape, 8)
-                return table[as_bytes].sum(axis=-1, dtype=np.uint8)
+                return BYTE_POPCOUNT[as_bytes].sum(axis=-1, dtype=np.uint8)
 
             self._popcount = popcount
 

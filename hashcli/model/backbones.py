@@ -2,7 +2,7 @@
 
 Each builder takes the square input size in pixels and returns a module mapping images
 ``(N, 3, S, S)`` float to features ``(N, feature_dim)`` float, with the classifier removed.
-Builders never download: weights are loaded afterwards by :func:`~hashcli.model.registry.
+Builders never download: weights are loaded afterwards by :func:`~hashcli.model.factory.
 create_model`.
 """
 

@@ -5,9 +5,17 @@ ints, floats, strings, and lists, tuples and string-keyed dicts of those; :func:
 checks this, so every checkpoint it writes loads with ``torch.load(weights_only=True)``, the only
 way :func:`load_checkpoint` reads one: a file from elsewhere cannot run code when loaded.
 
-Conventional keys (free-form otherwise): ``model`` (HashNet state dict), ``model_config``
-(``HashNet.config``), ``fingerprint``, ``optimizer``, ``scheduler``, ``sampler``, ``rng``
-(:func:`capture_rng_state`), ``config`` (the run's settings), ``epoch``, ``step``, ``metrics``.
+:func:`save_checkpoint` adds the marker ``hashret_checkpoint`` (the format version) and
+otherwise writes the keys it is given. Training (:mod:`hashcli.workflows.train`) gives these:
+
+* ``model``, ``model_config``, ``fingerprint``: the network, from :func:`model_state`
+  (its state dict, ``HashNet.config`` and ``HashNet.fingerprint()``);
+* ``optimizer``, ``scheduler``, ``sampler``: their ``state_dict()``;
+* ``rng``: this process's random states (:func:`capture_rng_state`), and in distributed runs
+  ``rng_per_rank``, every rank's;
+* ``step``, ``epoch``, ``best_val_map``, ``best_epoch``;
+* ``skipped_images``: the unreadable images skipped so far;
+* ``train_config``: the training settings (``TrainConfig.to_dict()``).
 """
 
 from __future__ import annotations
@@ -119,7 +127,7 @@ def model_state(model: HashNet) -> dict[str, Any]:
 
 def model_from_state(state: Mapping[str, Any], *, source: str = "checkpoint") -> HashNet:
     """Rebuild a HashNet from checkpoint entries (see :func:`model_state`), on the CPU."""
-    from hashcli.model.registry import create_model
+    from hashcli.model.factory import create_model
 
     config = state.get("model_config")
     weights = state.get("model")

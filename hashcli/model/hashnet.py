@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hashcli.model.names import check_bits
+from hashcli.model.names import check_whole_byte_bits
 
 #: Config keys that fix the architecture (and so enter the fingerprint); other keys, such as
 #: ``init`` (where the starting weights came from), are provenance only.
@@ -50,7 +50,7 @@ class HashNet(nn.Module):
 
     ``forward(x)``: images (N, 3, S, S) float -> (N, bits) float in (-1, 1).
     ``encode(x)``: images -> codes (N, bits) torch.bool, True for an output >= 0.
-    ``config``: the dict that rebuilds the model with :func:`hashcli.model.registry.create_model`
+    ``config``: the dict that rebuilds the model with :func:`hashcli.model.factory.create_model`
     (``backbone``, ``bits``, ``feature_dim``, ``image_size``, ``init``).
     ``fingerprint()``: ``"<config 8 hex>-<weights 16 hex>"``, stable across save/load and
     devices, different for different architectures or weights.
@@ -65,7 +65,7 @@ class HashNet(nn.Module):
         config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        check_bits(bits)
+        check_whole_byte_bits(bits)
         self.backbone = backbone
         self.head = nn.Linear(feature_dim, bits)
         self._config: dict[str, Any] = {

@@ -21,7 +21,7 @@ MIN_BITS = 8
 MAX_BITS = 1024
 
 
-def check_bits(bits: int) -> int:
+def check_whole_byte_bits(bits: int) -> int:
     """Return ``bits`` when it is a multiple of 8 from 8 to 1024, else raise HashretError."""
     from hashcli.errors import HashretError
 

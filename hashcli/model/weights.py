@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from hashcli.errors import FormatError, HashretError
+from hashcli.model.state_dict import unwrap_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,6 @@ def load_pretrained_state(
     weights_name: str, *, backbone: str, download_timeout: float = 5.0
 ) -> dict[str, torch.Tensor]:
     """The ImageNet state dict of ``weights_name``, read from the cache (see module docs)."""
-    from hashcli.model.registry import _unwrap_state_dict
-
     path = resolve_pretrained(weights_name, backbone=backbone, download_timeout=download_timeout)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -86,7 +85,7 @@ def load_pretrained_state(
             f"the cached weights file {path} is unreadable ({str(error).splitlines()[0]}); "
             f"delete it and place a fresh copy"
         ) from error
-    return _unwrap_state_dict(obj, path)
+    return unwrap_state_dict(obj, path)
 
 
 def download(url: str, dest: Path, *, timeout: float) -> None:

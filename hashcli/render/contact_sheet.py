@@ -14,7 +14,10 @@ Layout, one row per query, in pixels:
       height = 2 * MARGIN + R * CELL_H + (R - 1) * SPACING
 
 Frames: green when a result shares the query's class, red when not; no frame (white) when
-either class is unknown (see :meth:`hashcli.workflows.query.QueryResult.relevant`).
+either class is unknown (:meth:`SheetQuery.relevant` says which).
+
+The sheet reads only what :class:`SheetQuery` and :class:`SheetNeighbour` describe, so any
+result objects with those attributes draw (``hashret query``'s results are such objects).
 Thumbnails keep their aspect ratio, centred; images smaller than the cell are enlarged with
 nearest-neighbour (an 8x8 digit becomes 96x96 crisp pixels), larger ones reduced with
 Lanczos. A result image that cannot be read shows as a grey square with a question mark.
@@ -25,14 +28,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hashcli.errors import HashretError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
-
-    from hashcli.workflows.query import QueryResult
 
 THUMB = 96
 FRAME = 4
@@ -50,6 +51,38 @@ TEXT = (20, 20, 20)
 RELEVANT = (46, 160, 67)
 IRRELEVANT = (214, 40, 40)
 MISSING = (200, 200, 200)
+
+
+class SheetNeighbour(Protocol):
+    """One result cell: the image at ``path`` (None or unreadable: a grey square), captioned
+    "#<rank> d=<distance>"."""
+
+    @property
+    def path(self) -> str | None: ...
+
+    @property
+    def rank(self) -> int: ...
+
+    @property
+    def distance(self) -> int: ...
+
+
+class SheetQuery(Protocol):
+    """One row: the image at ``query``, captioned with ``class_name`` when known (a list of
+    names is joined with commas), then its ``neighbours`` in order."""
+
+    @property
+    def query(self) -> str: ...
+
+    @property
+    def class_name(self) -> str | list[str] | None: ...
+
+    @property
+    def neighbours(self) -> Sequence[SheetNeighbour]: ...
+
+    def relevant(self, neighbour: Any, /) -> bool | None:
+        """Whether one of ``neighbours`` shares the query's class; None when either class is
+        unknown."""
 
 
 def sheet_size(
@@ -112,7 +145,7 @@ def _cell(sheet, draw, font, x: int, y: int, picture, frame, caption: str) -> No
 
 
 def render_contact_sheet(
-    results: Sequence[QueryResult], max_results: int = GRID_MAX_RESULTS
+    results: Sequence[SheetQuery], max_results: int = GRID_MAX_RESULTS
 ) -> PILImage.Image:
     """The contact sheet of ``results`` as an RGB image (layout in the module docstring)."""
     from PIL import Image, ImageDraw, ImageFont
@@ -138,7 +171,7 @@ def render_contact_sheet(
 
 
 def write_contact_sheet(
-    results: Sequence[QueryResult],
+    results: Sequence[SheetQuery],
     path: str | os.PathLike[str],
     max_results: int = GRID_MAX_RESULTS,
 ) -> Path:

@@ -11,18 +11,9 @@ Importing this package is cheap (no torch); the pieces live in submodules::
 
 from __future__ import annotations
 
-from hashcli.train.names import (
-    DEFAULT_MINER,
-    DEFAULT_SCHEDULE,
-    LOSS_NAMES,
-    MINER_NAMES,
-    REDUCTION_NAMES,
-    SCHEDULE_NAMES,
-)
+from hashcli.train.names import LOSS_NAMES, MINER_NAMES, REDUCTION_NAMES, SCHEDULE_NAMES
 
 __all__ = [
-    "DEFAULT_MINER",
-    "DEFAULT_SCHEDULE",
     "LOSS_NAMES",
     "MINER_NAMES",
     "REDUCTION_NAMES",

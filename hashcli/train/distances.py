@@ -8,9 +8,6 @@ import torch
 class BaseDistance:
     """``distance(x)``: embeddings (B, D) float -> pairwise distances (B, B) float32."""
 
-    #: True when a larger value means more similar (a similarity, not a distance).
-    is_inverted = False
-
     def __call__(self, embeddings: torch.Tensor) -> torch.Tensor:
         # Distances in float32 even under bf16/fp16 autocast: mining compares close values.
         with torch.autocast(device_type=embeddings.device.type, enabled=False):

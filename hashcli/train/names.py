@@ -8,9 +8,7 @@ from __future__ import annotations
 LOSS_NAMES: tuple[str, ...] = ("triplet",)
 #: Online triplet mining inside a batch; ``batch-all`` is the original project's.
 MINER_NAMES: tuple[str, ...] = ("batch-all", "batch-hard", "semi-hard")
-DEFAULT_MINER = "batch-all"
 #: How per-triplet losses are averaged: over all mined triplets (the original) or the non-zero.
 REDUCTION_NAMES: tuple[str, ...] = ("all", "nonzero")
 #: Learning-rate schedules; ``inverse-sqrt`` is the original (XLM's AdamInverseSqrtWithWarmup).
 SCHEDULE_NAMES: tuple[str, ...] = ("inverse-sqrt", "cosine", "constant")
-DEFAULT_SCHEDULE = "inverse-sqrt"

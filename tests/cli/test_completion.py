@@ -175,15 +175,15 @@ def _options_completing(values: list[str]) -> list[tuple[str, str]]:
 
 
 def test_index_types_complete():
-    from hashcli.index.params import INDEX_TYPES
-
-    assert _options.complete_index_type("") == list(INDEX_TYPES)
-    assert _options.complete_index_type("multi") == ["multihash"]
-    found = _options_completing(list(INDEX_TYPES))
-    if not found:
-        pytest.skip("no command takes an index type yet")
-    command, option = found[0]
-    assert bash(f"{command} {option} ") == list(INDEX_TYPES)
+    # The documented types, in their documented order (flat first, the default).
+    types = ["flat", "hnsw", "ivf", "hash", "multihash"]
+    assert _options_completing(types) == [("hashret index build", "--type")]
+    assert bash("hashret index build --type ") == types
+    assert bash("hashret index build --type h") == ["hnsw", "hash"]
+    assert bash("hashret index build -t multi") == ["multihash"]
+    assert bash("hashret index build --type x") == []
+    # `hashret index ...` is short for `hashret index build ...`, and completes the same.
+    assert bash("hashret index --type h") == ["hnsw", "hash"]
 
 
 @pytest.mark.parametrize(
@@ -194,6 +194,7 @@ def test_index_types_complete():
         "hashret train --backbone ",
         "hashret train --loss ",
         "hashret runs use ",
+        "hashret index build --type ",
     ],
 )
 def test_completion_imports_no_heavy_library(line, workdir):

@@ -33,6 +33,7 @@ def _error_lines(result) -> list[str]:
 def test_info_digits_json(tmp_path):
     result = runner.invoke(app, ["data", "info", "digits", "--json"])
     assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("\n") == 1  # one line, like every --json
     info = json.loads(result.stdout)
     assert info["dataset"] == "digits"
     assert info["root"] == str(tmp_path / "data" / "digits")

@@ -16,7 +16,7 @@ from hashcli.codes import read_codes
 from hashcli.data.images import load_image
 from hashcli.data.transforms import eval_transform
 from hashcli.model.checkpoint import model_state, save_checkpoint
-from hashcli.model.registry import create_model
+from hashcli.model.factory import create_model
 
 runner = CliRunner()
 IMAGE_SIZE = 16

@@ -102,6 +102,7 @@ def test_table_lists_runs_on_stdout_with_the_current_one_marked(workdir):
 def test_json_is_an_array_with_every_field(workdir):
     result = _invoke(["runs", "--json", "--workdir", str(workdir)])
     assert result.exit_code == 0, result.output
+    assert result.stdout.count("\n") == 1 and result.stderr == ""  # one line, like every --json
     runs = json.loads(result.stdout)
     assert [run["name"] for run in runs] == [DIGITS, CUB]
     assert runs[0] == {

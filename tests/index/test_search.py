@@ -13,6 +13,7 @@ import pytest
 from hashcli.errors import HashretError
 from hashcli.index import INDEX_TYPES, BinaryIndex, padded_code_bytes
 from hashcli.index import binary_index as binary_index_module
+from hashcli.index.ordering import cut_tie_groups, order_rows
 
 POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
@@ -99,9 +100,23 @@ def test_faiss_answers_are_reordered_by_distance_then_row():
     # FAISS backends that return ties unordered (GPU) or short (-1 slots) are normalised.
     D = np.array([[5, 3, 3, 2147483647, 3], [1, 1, 0, 0, 2]], dtype=np.int32)
     I = np.array([[4, 9, 2, -1, 7], [8, 6, 5, 1, 0]], dtype=np.int64)
-    D2, I2 = binary_index_module._order_rows(D, I)
+    D2, I2 = order_rows(D, I)
     np.testing.assert_array_equal(I2, [[2, 7, 9, 4, -1], [1, 5, 6, 8, 0]])
     np.testing.assert_array_equal(D2, [[3, 3, 3, 5, 2147483647], [0, 0, 1, 1, 2]])
+
+
+def test_a_cut_tie_group_is_seen_in_the_extra_column_or_assumed_without_one():
+    # Three queries, k = 2, ordered answers with a third (k+1-th) column: the first query's
+    # 2nd and 3rd neighbours tie (cut), the second's do not, the third has no 3rd neighbour.
+    D = np.array([[0, 4, 4], [1, 2, 3], [5, 6, -1]], dtype=np.int32)
+    I = np.array([[3, 0, 1], [2, 5, 4], [1, 0, -1]], dtype=np.int64)
+    assert cut_tie_groups(D, I, 2, ntotal=10).tolist() == [True, False, False]
+    # Only k columns (FAISS's GPU limit): any query with a k-th neighbour may be cut ...
+    short_I = np.array([[3, 0], [2, -1]], dtype=np.int64)
+    short_D = np.array([[0, 4], [1, -1]], dtype=np.int32)
+    assert cut_tie_groups(short_D, short_I, 2, ntotal=10).tolist() == [True, False]
+    # ... unless k is the whole database.
+    assert cut_tie_groups(short_D, short_I, 2, ntotal=2).tolist() == [False, False]
 
 
 def test_empty_index_and_no_queries(rng):

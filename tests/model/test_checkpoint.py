@@ -18,7 +18,7 @@ from hashcli.model.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from hashcli.model.registry import create_model
+from hashcli.model.factory import create_model
 from hashcli.train.sampler import PKSampler
 from hashcli.train.schedule import build_optimizer, build_scheduler
 

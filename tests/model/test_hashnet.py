@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from hashcli.errors import HashretError
+from hashcli.model.factory import create_model
 from hashcli.model.hashnet import sign_codes
-from hashcli.model.registry import create_model
 
 
 @pytest.fixture

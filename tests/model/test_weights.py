@@ -17,7 +17,9 @@ from torchvision.models import VisionTransformer
 from hashcli.errors import FormatError, HashretError
 from hashcli.model import weights as weights_module
 from hashcli.model.backbones import TinyCNN, interpolate_vit_position_embedding
-from hashcli.model.registry import BackboneSpec, create_model, load_backbone_state
+from hashcli.model.factory import create_model
+from hashcli.model.registry import BackboneSpec
+from hashcli.model.state_dict import load_backbone_state
 
 RESNET18_FILE = "resnet18-f37072fd.pth"
 

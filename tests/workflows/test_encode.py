@@ -17,8 +17,8 @@ from hashcli.data.records import ImageRecord
 from hashcli.data.transforms import eval_transform
 from hashcli.errors import DataError, HashretError
 from hashcli.model.checkpoint import model_state, save_checkpoint
+from hashcli.model.factory import create_model
 from hashcli.model.inference import encode_records, split_eval_transform
-from hashcli.model.registry import create_model
 from hashcli.workflows.encode import encode_to_file
 
 IMAGE_SIZE = 16

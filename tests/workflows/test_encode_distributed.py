@@ -18,7 +18,7 @@ from train.test_distributed import torchrun
 
 from hashcli.codes import read_codes
 from hashcli.model.checkpoint import model_state, save_checkpoint
-from hashcli.model.registry import create_model
+from hashcli.model.factory import create_model
 from hashcli.workflows.encode import encode_to_file
 
 

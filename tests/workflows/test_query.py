@@ -23,7 +23,7 @@ from hashcli.data.transforms import eval_transform
 from hashcli.errors import HashretError
 from hashcli.index import BinaryIndex, faiss_threads, read_index_metadata
 from hashcli.model.checkpoint import model_state, save_checkpoint
-from hashcli.model.registry import create_model
+from hashcli.model.factory import create_model
 from hashcli.workflows.index import add_to_index, build_index, default_index_path
 from hashcli.workflows.query import DEFAULT_TOP, query_images
 
