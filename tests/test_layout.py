@@ -57,6 +57,11 @@ def _package_files(package: str) -> list[Path]:
     return sorted((PACKAGE / package).rglob("*.py"))
 
 
+def test_the_reader_sees_lazy_imports():
+    # hashcli.workflows.query imports the contact sheet inside a function.
+    assert "hashcli.render.contact_sheet" in _imports(PACKAGE / "workflows" / "query.py")
+
+
 def test_every_package_is_listed():
     found = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
     assert found == set(ALLOWED)
