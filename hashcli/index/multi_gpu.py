@@ -97,6 +97,16 @@ def clone_flat_to_gpus(flat: Any, gpus: Sequence[int], mode: str = "shard") -> t
     return gpu_index, resources
 
 
+class _FromCpu:
+    """A read-only attribute that the multi-GPU index takes from its CPU copy."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, index: Any, owner: type | None = None) -> Any:
+        return self if index is None else getattr(index._cpu, self.name)
+
+
 class MultiGpuBinaryIndex:
     """A flat :class:`BinaryIndex` whose k-NN search runs on several GPUs.
 
@@ -175,21 +185,10 @@ class MultiGpuBinaryIndex:
 
     # -- properties -------------------------------------------------------------------------
 
-    @property
-    def bits(self) -> int:
-        return self._cpu.bits
-
-    @property
-    def ntotal(self) -> int:
-        return self._cpu.ntotal
-
-    @property
-    def padded_bytes(self) -> int:
-        return self._cpu.padded_bytes
-
-    @property
-    def model_fingerprint(self) -> str | None:
-        return self._cpu.model_fingerprint
+    bits = _FromCpu()  #: code length in bits
+    ntotal = _FromCpu()  #: number of database codes
+    padded_bytes = _FromCpu()  #: bytes per code inside the FAISS index
+    model_fingerprint = _FromCpu()  #: the model that made the codes, or None
 
     @property
     def cpu_index(self) -> BinaryIndex:

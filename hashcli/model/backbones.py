@@ -17,43 +17,26 @@ from hashcli.errors import HashretError
 from hashcli.model.registry import register_backbone
 
 
-def _resnet(arch: str) -> nn.Module:
-    model = getattr(torchvision.models, arch)(weights=None)
-    model.fc = nn.Identity()
-    return model
+def _register_resnet(depth: int, feature_dim: int) -> None:
+    """Register torchvision's ResNet-``depth``, classifier removed, as ``resnet<depth>``."""
+    name = f"resnet{depth}"
+
+    def build(image_size: int) -> nn.Module:
+        model = getattr(torchvision.models, name)(weights=None)
+        model.fc = nn.Identity()
+        return model
+
+    build.__doc__ = f"ResNet-{depth} (torchvision), {feature_dim} features; any input size."
+    register_backbone(
+        name,
+        feature_dim=feature_dim,
+        pretrained_weights=f"ResNet{depth}_Weights.IMAGENET1K_V1",
+        classifier_prefixes=("fc.",),
+    )(build)
 
 
-@register_backbone(
-    "resnet18",
-    feature_dim=512,
-    pretrained_weights="ResNet18_Weights.IMAGENET1K_V1",
-    classifier_prefixes=("fc.",),
-)
-def resnet18(image_size: int) -> nn.Module:
-    """ResNet-18 (torchvision), 512 features; any input size."""
-    return _resnet("resnet18")
-
-
-@register_backbone(
-    "resnet34",
-    feature_dim=512,
-    pretrained_weights="ResNet34_Weights.IMAGENET1K_V1",
-    classifier_prefixes=("fc.",),
-)
-def resnet34(image_size: int) -> nn.Module:
-    """ResNet-34 (torchvision), 512 features; any input size."""
-    return _resnet("resnet34")
-
-
-@register_backbone(
-    "resnet50",
-    feature_dim=2048,
-    pretrained_weights="ResNet50_Weights.IMAGENET1K_V1",
-    classifier_prefixes=("fc.",),
-)
-def resnet50(image_size: int) -> nn.Module:
-    """ResNet-50 (torchvision), 2048 features; any input size."""
-    return _resnet("resnet50")
+for _depth, _features in ((18, 512), (34, 512), (50, 2048)):
+    _register_resnet(_depth, _features)
 
 
 def interpolate_vit_position_embedding(
