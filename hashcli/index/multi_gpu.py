@@ -196,10 +196,8 @@ class MultiGpuBinaryIndex:
         return self._cpu
 
     def __repr__(self) -> str:
-        return (
-            f"MultiGpuBinaryIndex(bits={self.bits}, ntotal={self.ntotal}, mode={self.mode!r}, "
-            f"gpus={self.gpus})"
-        )
+        shown = f"bits={self.bits}, ntotal={self.ntotal}, mode={self.mode!r}, gpus={self.gpus}"
+        return f"MultiGpuBinaryIndex({shown})"
 
     # -- searching --------------------------------------------------------------------------
 
