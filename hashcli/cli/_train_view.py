@@ -9,7 +9,7 @@ from rich.table import Table
 
 from hashcli.cli._console import err
 from hashcli.cli._progress import make_progress
-from hashcli.workflows.train import TrainObserver
+from hashcli.train.observer import TrainObserver
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
