@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,7 +197,7 @@ class Trainer:
         self.model.train()
         loss_sum, loss_count, images = 0.0, 0, 0
         start = time.perf_counter()
-        for batch in self.loader:
+        for batch in self._batches():
             usable = len(batch.labels) >= 2
             if dist.is_distributed and self.skip_bad_images:
                 # DDP needs every rank in every backward: all skip a step if one must.
@@ -242,6 +242,17 @@ class Trainer:
             lr=self.lr,
             images_per_s=images_per_s,
         )
+
+    def _batches(self) -> Iterator[ImageBatch]:
+        """The loader's batches of this epoch. Starting a DataLoader draws a seed from torch's
+        random state; an uninterrupted run drew it before the epoch's first batch, so an epoch
+        resumed part-way keeps the restored state for its next batch's augmentation."""
+        if self.state.position == 0:
+            return iter(self.loader)
+        rng = torch.get_rng_state()
+        batches = iter(self.loader)
+        torch.set_rng_state(rng)
+        return batches
 
     def _optimise(self, batch: ImageBatch) -> tuple[float, int]:
         """One optimiser step on ``batch``; its loss and number of images."""
