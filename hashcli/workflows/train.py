@@ -6,7 +6,17 @@ validation split (tie-aware mAP of validation queries against the rest of the tr
 then encodes the whole train split (database) and the test split (queries) with the best model
 and scores the test split once. The test split is never used to choose anything.
 
-Progress reaches the caller through a :class:`TrainObserver`, so this module imports no rich.
+The steps themselves are :class:`hashcli.train.trainer.Trainer`'s: this module prepares the
+run folder, loads the data, resolves the figures (:func:`hashcli.train.recipe.resolve_recipe`),
+builds the parts (model, DDP, loss, optimiser, schedule, sampler, loader) and hands them to the
+trainer with its hooks (validation and the best model, ``last.pt``), then writes the final
+codes, index and summary. Progress reaches the caller through a :class:`TrainObserver`, so this
+module imports no rich.
+
+Rank 0 holds the run's writer lock (``<run>/.lock``, :meth:`hashcli.workflows.runs.RunDir.lock`)
+while training writes the run: a resumed run from the start, a new one from the moment its
+folder appears with config.json; to the end. A second ``hashret train --resume`` of a run being
+trained fails at once.
 
 Several processes (``torchrun --nproc_per_node N -m hashcli train ...``, on one node or many):
 the model is wrapped in DistributedDataParallel (NCCL on GPUs, gloo on CPUs; see
@@ -51,7 +61,7 @@ if TYPE_CHECKING:
     from hashcli.model.inference import EncodedImages
     from hashcli.runtime.distributed import Distributed
     from hashcli.train.recipe import Recipe
-    from hashcli.train.trainer import Trainer
+    from hashcli.train.trainer import CheckpointHook, Trainer, ValidationHook
 
 
 @dataclass
@@ -93,18 +103,83 @@ def evaluate_codes(
     }
 
 
-def _create_model_once_per_node(dist: Distributed, build: Callable[[], Any]) -> Any:
-    """``build()`` in the first process of each node, then in the others: pretrained weights
-    missing from the node's cache are downloaded once, and a failure stops every process."""
-    model = None
-    outcome: tuple[str, Any] = ("ok", None)
-    if dist.local_rank == 0:
+def train(
+    config: TrainConfig,
+    *,
+    workdir: str | Path | None = None,
+    run: str | None = None,
+    resume: bool = False,
+    observer: TrainObserver | None = None,
+) -> TrainResult:
+    """Train (or resume) a run; returns where it is and its figures.
+
+    Under torchrun every process calls this and gets the same result; see the module
+    docstring for what each process does.
+    """
+    from hashcli.runtime.distributed import distributed_session
+
+    with distributed_session(config.device) as dist:
+        return _train(config, dist, workdir=workdir, run=run, resume=resume, observer=observer)
+
+
+def _train(
+    config: TrainConfig,
+    dist: Distributed,
+    *,
+    workdir: str | Path | None,
+    run: str | None,
+    resume: bool,
+    observer: TrainObserver | None,
+) -> TrainResult:
+    from hashcli.train.recipe import resolve_recipe
+    from hashcli.train.trainer import Trainer
+
+    # Progress bars and messages come from rank 0 only.
+    obs = (observer or TrainObserver()) if dist.is_main else TrainObserver()
+    wd = runs.resolve_workdir(workdir)
+    with contextlib.ExitStack() as lock:  # rank 0 holds the run's writer lock in it
+        # Rank 0 checks the folder (and locks a run to resume) and names it for everyone.
+        run_dir = runs.RunDir(dist.run_on_main(lambda: _prepare_run(config, wd, run, resume, lock)))
+        checkpoint = None
+        if resume:
+            config, checkpoint = _resume(run_dir, config, dist, obs)
+        workers = _use_cores(config, dist)
+        # Each rank its own augmentation stream; DDP copies rank 0's initial weights to all.
+        seed_everything(config.seed + dist.rank)
+        dataset, splits = _load_data(config, obs)
+        labels = [r.label for r in splits["train"]]
+        recipe = resolve_recipe(
+            config, labels, default_image_size=dataset.image_size, world_size=dist.world_size
+        )
+        model = _initial_model(config, recipe, dist, checkpoint, run_dir)
+        parts = _build_parts(config, recipe, dist, model, splits["train"], dataset.hflip, workers)
+        encode = _encoder(config, dist, recipe.image_size, workers, obs)
+        validation, checkpoints = _hooks(config, run_dir, splits, encode)
+        trainer = Trainer(
+            **parts,
+            dist=dist,
+            device=dist.device,
+            epochs=recipe.epochs,
+            steps_per_epoch=recipe.steps_per_epoch,
+            max_steps=config.max_steps,
+            skip_bad_images=config.skip_bad_images,
+            hooks=[validation, checkpoints],
+            observer=obs,
+        )
+        if checkpoint is not None:
+            checkpoints.restore(trainer, checkpoint)
+        record = _run_record(config, recipe, dataset, dist, workers, trainer)
+        dist.barrier()  # every rank has read config.json and last.pt before rank 0 rewrites them
+        dist.run_on_main(lambda: _start_run(run_dir, wd, record, resume, lock))
+        _announce(obs, run_dir, config, recipe, dist, splits, trainer.state.step)
         try:
-            model = build()
-        except HashretError as exc:
-            outcome = ("error", (type(exc), str(exc)))
-    dist.agree(outcome)
-    return model if model is not None else build()
+            finished = trainer.train()
+        except KeyboardInterrupt:
+            raise HashretError(
+                f"interrupted at step {trainer.state.step}; the run is saved in {run_dir.path}: "
+                f"continue it with `hashret train --resume --run {run_dir.name}`"
+            ) from None
+        return _conclude(trainer, finished, run_dir, config, dataset, splits, recipe, encode, obs)
 
 
 def _prepare_run(
@@ -139,130 +214,6 @@ def _run_exists(run_dir: Path) -> HashretError:
         f"the run folder {run_dir} already exists; continue it with "
         f"`hashret train --resume --run {run_dir.name}` or choose another --run"
     )
-
-
-def _start_run(
-    run: runs.RunDir,
-    workdir: Path,
-    record: dict[str, Any],
-    resume: bool,
-    lock: contextlib.ExitStack,
-) -> None:
-    """Rank 0: write config.json (a new run's folder appears here, its lock taken, held until
-    training ends) and make the run current."""
-    if resume:
-        record["created"] = run.config().get("created", record["created"])
-    else:
-        run.path.mkdir(parents=True, exist_ok=True)
-        lock.enter_context(run.lock(timeout=0))
-        if run.exists():  # another `hashret train --run` of this name got here first
-            raise _run_exists(run.path)
-    runs.write_config(run.path, record)
-    runs.set_current_run(workdir, run.path)
-
-
-def train(
-    config: TrainConfig,
-    *,
-    workdir: str | Path | None = None,
-    run: str | None = None,
-    resume: bool = False,
-    observer: TrainObserver | None = None,
-) -> TrainResult:
-    """Train (or resume) a run; returns where it is and its figures.
-
-    Under torchrun every process calls this and gets the same result; see the module
-    docstring for what each process does.
-    """
-    from hashcli.runtime.distributed import distributed_session
-
-    with distributed_session(config.device) as dist:
-        return _train(config, dist, workdir=workdir, run=run, resume=resume, observer=observer)
-
-
-def _train(
-    config: TrainConfig,
-    dist: Distributed,
-    *,
-    workdir: str | Path | None,
-    run: str | None,
-    resume: bool,
-    observer: TrainObserver | None,
-) -> TrainResult:
-    from hashcli.data import load_dataset
-    from hashcli.train.recipe import resolve_recipe
-    from hashcli.train.trainer import CheckpointHook, Trainer, ValidationHook
-
-    # Progress bars and messages come from rank 0 only.
-    obs = (observer or TrainObserver()) if dist.is_main else TrainObserver()
-    wd = runs.resolve_workdir(workdir)
-    with contextlib.ExitStack() as lock:  # rank 0 holds the run's writer lock in it
-        # Rank 0 checks the folder (and locks a run to resume) and names it for everyone.
-        run_dir = runs.RunDir(dist.run_on_main(lambda: _prepare_run(config, wd, run, resume, lock)))
-        checkpoint = None
-        if resume:
-            config, checkpoint = _resume(run_dir, config, dist, obs)
-        workers = _use_cores(config, dist)
-        # Each rank its own augmentation stream; DDP copies rank 0's initial weights to all.
-        seed_everything(config.seed + dist.rank)
-        dataset = load_dataset(
-            config.dataset,
-            config.data_root,
-            val_fraction=config.val_fraction,
-            seed=config.seed,
-            boxes=config.crop_to_box,
-        )
-        for warning in dataset.warnings:
-            obs.message(f"Warning: {warning}")
-        splits = {name: dataset.split(name) for name in ("train", "val", "test")}
-        recipe = resolve_recipe(
-            config,
-            [r.label for r in splits["train"]],
-            default_image_size=dataset.image_size,
-            world_size=dist.world_size,
-        )
-        model = _initial_model(config, recipe, dist, checkpoint, run_dir)
-        parts = _build_parts(config, recipe, dist, model, splits["train"], dataset.hflip, workers)
-        encode = _encoder(config, dist, recipe.image_size, workers, obs)
-        checkpoints = CheckpointHook(
-            run_dir.last_checkpoint, extra={"train_config": config.to_dict()}
-        )
-        validation = ValidationHook(
-            splits["val"],
-            splits["train"],
-            encode=encode,
-            evaluate=lambda q, db: evaluate_codes(
-                q.codes, q.labels, db.codes, db.labels, config.bits
-            ),
-            on_best=lambda trainer: checkpoints.save(run_dir.best_checkpoint, trainer),
-            log=lambda record: runs.append_metrics(run_dir.path, record),
-            every=config.eval_every,
-        )
-        trainer = Trainer(
-            **parts,
-            dist=dist,
-            device=dist.device,
-            epochs=recipe.epochs,
-            steps_per_epoch=recipe.steps_per_epoch,
-            max_steps=config.max_steps,
-            skip_bad_images=config.skip_bad_images,
-            hooks=[validation, checkpoints],
-            observer=obs,
-        )
-        if checkpoint is not None:
-            checkpoints.restore(trainer, checkpoint)
-        record = _run_record(config, recipe, dataset, dist, workers, parts["loss_fn"], trainer)
-        dist.barrier()  # every rank has read config.json and last.pt before rank 0 rewrites them
-        dist.run_on_main(lambda: _start_run(run_dir, wd, record, resume, lock))
-        _announce(obs, run_dir, config, recipe, dist, splits, trainer.state.step)
-        try:
-            finished = trainer.train()
-        except KeyboardInterrupt:
-            raise HashretError(
-                f"interrupted at step {trainer.state.step}; the run is saved in {run_dir.path}: "
-                f"continue it with `hashret train --resume --run {run_dir.name}`"
-            ) from None
-        return _conclude(trainer, finished, run_dir, config, dataset, splits, recipe, encode, obs)
 
 
 def _resume(
@@ -305,6 +256,24 @@ def _use_cores(config: TrainConfig, dist: Distributed) -> int:
     return default_workers(dist.device, dist.local_world_size)
 
 
+def _load_data(
+    config: TrainConfig, obs: TrainObserver
+) -> tuple[ImageDataset, dict[str, list[ImageRecord]]]:
+    """The dataset and its train, val and test splits."""
+    from hashcli.data import load_dataset
+
+    dataset = load_dataset(
+        config.dataset,
+        config.data_root,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        boxes=config.crop_to_box,
+    )
+    for warning in dataset.warnings:
+        obs.message(f"Warning: {warning}")
+    return dataset, {name: dataset.split(name) for name in ("train", "val", "test")}
+
+
 def _initial_model(
     config: TrainConfig,
     recipe: Recipe,
@@ -328,6 +297,20 @@ def _initial_model(
             image_size=recipe.image_size,
         ),
     )
+
+
+def _create_model_once_per_node(dist: Distributed, build: Callable[[], Any]) -> Any:
+    """``build()`` in the first process of each node, then in the others: pretrained weights
+    missing from the node's cache are downloaded once, and a failure stops every process."""
+    model = None
+    outcome: tuple[str, Any] = ("ok", None)
+    if dist.local_rank == 0:
+        try:
+            model = build()
+        except HashretError as exc:
+            outcome = ("error", (type(exc), str(exc)))
+    dist.agree(outcome)
+    return model if model is not None else build()
 
 
 def _build_parts(
@@ -440,13 +423,35 @@ def _encoder(
     return encode
 
 
+def _hooks(
+    config: TrainConfig,
+    run_dir: runs.RunDir,
+    splits: dict[str, list[ImageRecord]],
+    encode: Callable,
+) -> tuple[ValidationHook, CheckpointHook]:
+    """Validation on the val split (the best model to model.pt, a line of metrics.jsonl per
+    evaluation) and checkpoints to last.pt."""
+    from hashcli.train.trainer import CheckpointHook, ValidationHook
+
+    checkpoints = CheckpointHook(run_dir.last_checkpoint, extra={"train_config": config.to_dict()})
+    validation = ValidationHook(
+        splits["val"],
+        splits["train"],
+        encode=encode,
+        evaluate=lambda q, db: evaluate_codes(q.codes, q.labels, db.codes, db.labels, config.bits),
+        on_best=lambda trainer: checkpoints.save(run_dir.best_checkpoint, trainer),
+        log=lambda record: runs.append_metrics(run_dir.path, record),
+        every=config.eval_every,
+    )
+    return validation, checkpoints
+
+
 def _run_record(
     config: TrainConfig,
     recipe: Recipe,
     dataset: ImageDataset,
     dist: Distributed,
     workers: int,
-    loss_fn: Any,
     trainer: Trainer,
 ) -> dict[str, Any]:
     """config.json: the settings, the resolved figures, the data."""
@@ -464,7 +469,7 @@ def _run_record(
             "steps_per_epoch": recipe.steps_per_epoch,
             "total_steps": recipe.total_steps,
             "warmup_steps": recipe.warmup_steps,
-            "margin": getattr(loss_fn, "margin", config.margin),
+            "margin": getattr(trainer.loss_fn, "margin", config.margin),
             "device": str(dist.device),
             "workers": workers,
             "world_size": dist.world_size,
@@ -482,6 +487,26 @@ def _run_record(
         "created": timestamp(),
         "skipped_images": trainer.state.skipped_images,
     }
+
+
+def _start_run(
+    run: runs.RunDir,
+    workdir: Path,
+    record: dict[str, Any],
+    resume: bool,
+    lock: contextlib.ExitStack,
+) -> None:
+    """Rank 0: write config.json (a new run's folder appears here, its lock taken, held until
+    training ends) and make the run current."""
+    if resume:
+        record["created"] = run.config().get("created", record["created"])
+    else:
+        run.path.mkdir(parents=True, exist_ok=True)
+        lock.enter_context(run.lock(timeout=0))
+        if run.exists():  # another `hashret train --run` of this name got here first
+            raise _run_exists(run.path)
+    runs.write_config(run.path, record)
+    runs.set_current_run(workdir, run.path)
 
 
 def _announce(
