@@ -28,7 +28,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -353,6 +353,7 @@ EncodeFn = Callable[[Sequence["ImageRecord"], str, torch.nn.Module], "EncodedIma
 EvaluateFn = Callable[["EncodedImages", "EncodedImages"], Mapping[str, Any]]
 
 
+@dataclass
 class ValidationHook(TrainHook):
     """Scores the model after every ``every``-th epoch and the last (not after one cut short).
 
@@ -364,27 +365,17 @@ class ValidationHook(TrainHook):
     val_map, val_map_index_order, best), the observer's ``evaluation`` too.
     """
 
-    def __init__(
-        self,
-        queries: Sequence[ImageRecord],
-        database: Sequence[ImageRecord],
-        *,
-        encode: EncodeFn,
-        evaluate: EvaluateFn,
-        on_best: Callable[[Trainer], None],
-        log: Callable[[dict[str, Any]], None],
-        every: int = 1,
-    ) -> None:
-        self.queries = queries
-        self.database = database
-        self.encode = encode
-        self.evaluate = evaluate
-        self.on_best = on_best
-        self.log = log
-        self.every = max(1, every)
+    queries: Sequence[ImageRecord]
+    database: Sequence[ImageRecord]
+    _: KW_ONLY
+    encode: EncodeFn
+    evaluate: EvaluateFn
+    on_best: Callable[[Trainer], None]
+    log: Callable[[dict[str, Any]], None]
+    every: int = 1
 
     def end_of_epoch_hook(self, trainer: Trainer, stats: EpochStats) -> None:
-        due = stats.epoch % self.every == 0 or stats.epoch == trainer.epochs
+        due = stats.epoch % max(1, self.every) == 0 or stats.epoch == trainer.epochs
         if stats.complete and due:
             self.validate(trainer, stats)
 
