@@ -56,8 +56,9 @@ if TYPE_CHECKING:
 class TrainState:
     """Where training stands.
 
-    ``epoch`` is the epoch being trained, 0-based (the number of epochs once all are done),
-    ``position`` the batches of it taken; ``best_epoch`` counts from 1, as metrics.jsonl does.
+    ``epoch`` is the epoch being (or last) trained, 0-based, and ``position`` the batches of it
+    taken: all of them once it is over, when :meth:`resume_point` names the next epoch.
+    ``best_epoch`` counts from 1, as metrics.jsonl does.
     """
 
     step: int = 0
