@@ -8,7 +8,7 @@ from rich.progress import TextColumn
 from rich.table import Table
 
 from hashcli.cli._output import Output
-from hashcli.workflows.train import TrainObserver
+from hashcli.train.observer import TrainObserver
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

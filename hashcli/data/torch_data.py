@@ -148,7 +148,12 @@ class RecordLoader:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[ImageBatch]:
-        for batch in self.loader:
+        # The DataLoader's iterator starts here, not at the first batch: starting draws a seed
+        # from torch's random state, which a resumed epoch must be able to fence off.
+        return self._checked(iter(self.loader))
+
+    def _checked(self, batches: Iterator[ImageBatch]) -> Iterator[ImageBatch]:
+        for batch in batches:
             if batch.bad:
                 if not self.dataset.skip_bad_images:
                     raise DataError(batch.bad[0].reason)

@@ -90,14 +90,3 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         raise HashretError(
             f"unknown backbone {name!r}; choose one of: {', '.join(_BACKBONES)}"
         ) from None
-
-
-def __getattr__(name: str) -> object:
-    # create_model lives in hashcli.model.factory. hashcli/workflows/train.py and
-    # tests/train/test_schedule.py, which the training branch owns, still import it from here:
-    # remove this alias once they import it from hashcli.model.factory.
-    if name == "create_model":
-        from hashcli.model.factory import create_model
-
-        return create_model
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,7 @@
 """Training pieces: losses with miners and distances, the P x K batch sampler, optimiser and
-learning-rate schedules. The training loop itself is ``hashcli.workflows.train``.
+learning-rate schedules, the resolved figures of a run, and the step loop that is handed them
+(with checkpoint and validation hooks). A training run with its folder, data and final codes
+is ``hashcli.workflows.train``.
 
 Importing this package is cheap (no torch); the pieces live in submodules::
 
@@ -7,6 +9,9 @@ Importing this package is cheap (no torch); the pieces live in submodules::
     from hashcli.train.miners import BatchAllMiner, BatchHardMiner, SemiHardMiner
     from hashcli.train.sampler import PKSampler
     from hashcli.train.schedule import build_optimizer, build_scheduler
+    from hashcli.train.recipe import Recipe, resolve_recipe          # torch-free
+    from hashcli.train.observer import TrainObserver                 # torch-free
+    from hashcli.train.trainer import Trainer, CheckpointHook, ValidationHook
 """
 
 from __future__ import annotations

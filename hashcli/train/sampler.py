@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import Sampler
 
 from hashcli.errors import HashretError
+from hashcli.train.recipe import batches_per_epoch
 
 
 class PKSampler(Sampler[list[int]]):
@@ -80,7 +81,7 @@ class PKSampler(Sampler[list[int]]):
         self.num_samples = len(labels)
         self.labels_digest = hashlib.sha256(labels.astype(np.int64).tobytes()).hexdigest()[:16]
         #: Batches per rank per epoch.
-        self.num_batches = max(1, self.num_samples // (p * k) // world_size)
+        self.num_batches = batches_per_epoch(self.num_samples, p, k, world_size)
         self.epoch = 0
         self._start = 0  # first batch of the next iteration (a resumed position)
         self._yielded = 0  # batches of this epoch handed out so far

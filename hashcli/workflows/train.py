@@ -6,7 +6,17 @@ validation split (tie-aware mAP of validation queries against the rest of the tr
 then encodes the whole train split (database) and the test split (queries) with the best model
 and scores the test split once. The test split is never used to choose anything.
 
-Progress reaches the caller through a :class:`TrainObserver`, so this module imports no rich.
+The steps themselves are :class:`hashcli.train.trainer.Trainer`'s: this module prepares the
+run folder, loads the data, resolves the figures (:func:`hashcli.train.recipe.resolve_recipe`),
+builds the parts (model, DDP, loss, optimiser, schedule, sampler, loader) and hands them to the
+trainer with its hooks (validation and the best model, ``last.pt``), then writes the final
+codes, index and summary. Progress reaches the caller through a :class:`TrainObserver`, so this
+module imports no rich.
+
+Rank 0 holds the run's writer lock (``<run>/.lock``, :meth:`hashcli.workflows.runs.RunDir.lock`)
+while training writes the run: a resumed run from the start, a new one from the moment its
+folder appears with config.json; to the end. A second ``hashret train --resume`` of a run being
+trained fails at once.
 
 Several processes (``torchrun --nproc_per_node N -m hashcli train ...``, on one node or many):
 the model is wrapped in DistributedDataParallel (NCCL on GPUs, gloo on CPUs; see
@@ -30,8 +40,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,39 +52,16 @@ from hashcli import __version__
 from hashcli.errors import HashretError
 from hashcli.fileio import timestamp
 from hashcli.train.config import TrainConfig
+from hashcli.train.observer import TrainObserver
 from hashcli.workflows import runs
 
 if TYPE_CHECKING:
+    from hashcli.data.records import ImageDataset, ImageRecord
+    from hashcli.model.hashnet import HashNet
+    from hashcli.model.inference import EncodedImages
     from hashcli.runtime.distributed import Distributed
-
-
-class TrainObserver:
-    """Receives progress; the default does nothing. The CLI renders it with rich."""
-
-    def message(self, text: str) -> None:
-        """A line for people (what is happening, where files go)."""
-
-    def start(self, info: dict[str, Any]) -> None:
-        """Before the first step: run folder, device, steps per epoch, effective batch and lr."""
-
-    def epoch_start(self, epoch: int, epochs: int, steps: int, done: int) -> None:
-        """``steps`` in this epoch, ``done`` of them already taken (a resumed epoch)."""
-
-    def step(self, stats: dict[str, float]) -> None:
-        """After every optimiser step: epoch, step, loss, lr, images_per_s."""
-
-    def epoch_end(self, epoch: int) -> None:
-        """After an epoch."""
-
-    def phase(self, name: str, total: int) -> Callable[[int, int], None]:
-        """A sub-task such as encoding; returns ``progress(done, total)``."""
-        return lambda done, total: None
-
-    def phase_end(self, name: str) -> None:
-        """The sub-task started by :meth:`phase` is over."""
-
-    def evaluation(self, record: dict[str, Any]) -> None:
-        """A line of metrics.jsonl (epoch, loss, lr, val mAP, images/s...)."""
+    from hashcli.train.recipe import Recipe
+    from hashcli.train.trainer import CheckpointHook, Trainer, ValidationHook
 
 
 @dataclass
@@ -118,67 +103,6 @@ def evaluate_codes(
     }
 
 
-class _Interrupt:
-    """Turns SIGTERM into KeyboardInterrupt while training, so both save ``last.pt``."""
-
-    def __enter__(self) -> _Interrupt:
-        self._previous = None
-        with contextlib.suppress(ValueError):  # not the main thread
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
-def _create_model_once_per_node(dist: Distributed, build: Callable[[], Any]) -> Any:
-    """``build()`` in the first process of each node, then in the others: pretrained weights
-    missing from the node's cache are downloaded once, and a failure stops every process."""
-    model = None
-    outcome: tuple[str, Any] = ("ok", None)
-    if dist.local_rank == 0:
-        try:
-            model = build()
-        except HashretError as exc:
-            outcome = ("error", (type(exc), str(exc)))
-    dist.agree(outcome)
-    return model if model is not None else build()
-
-
-def _merge_unique(lists: list[list[str]]) -> list[str]:
-    """The union of ``lists`` in order of first appearance."""
-    return list(dict.fromkeys(item for items in lists for item in items))
-
-
-def _prepare_run(config: TrainConfig, workdir: Path, run: str | None, resume: bool) -> Path:
-    if resume:
-        run_dir = runs.resolve_run(run, workdir)
-        if not (run_dir / runs.LAST_CHECKPOINT).is_file():
-            raise HashretError(
-                f"cannot resume {run_dir}: it has no {runs.LAST_CHECKPOINT} "
-                "(it stopped before the first checkpoint); start it again without --resume"
-            )
-        return run_dir
-    name = (
-        runs.check_run_name(run)
-        if run
-        else runs.default_run_name(config.dataset, config.backbone, config.bits)
-    )
-    run_dir = workdir / name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise HashretError(
-            f"the run folder {run_dir} already exists; continue it with "
-            f"`hashret train --resume --run {name}` or choose another --run"
-        )
-    # The folder itself appears with config.json, once the data and the model are ready: a
-    # run that fails before (missing weights, bad data) leaves nothing behind.
-    return run_dir
-
-
 def train(
     config: TrainConfig,
     *,
@@ -207,48 +131,119 @@ def _train(
     resume: bool,
     observer: TrainObserver | None,
 ) -> TrainResult:
-    from hashcli.data import load_dataset
-    from hashcli.data.torch_data import ImageRecordDataset, RecordLoader
-    from hashcli.data.transforms import train_transform
-    from hashcli.model.checkpoint import (
-        capture_rng_state,
-        load_checkpoint,
-        model_from_state,
-        model_state,
-        restore_rng_state,
-        save_checkpoint,
-    )
-    from hashcli.model.registry import create_model
-    from hashcli.runtime.device import autocast, default_workers
-    from hashcli.runtime.distributed import cpu_threads_per_process
-    from hashcli.train.losses import build_loss
-    from hashcli.train.sampler import PKSampler
-    from hashcli.train.schedule import build_optimizer, build_scheduler
+    from hashcli.train.recipe import resolve_recipe
+    from hashcli.train.trainer import Trainer
 
     # Progress bars and messages come from rank 0 only.
     obs = (observer or TrainObserver()) if dist.is_main else TrainObserver()
     wd = runs.resolve_workdir(workdir)
-    # Rank 0 creates the folder (or checks the one to resume) and names it for everyone.
-    run_dir = dist.run_on_main(lambda: _prepare_run(config, wd, run, resume))
-    checkpoint = None
-    if resume:
-        checkpoint = load_checkpoint(run_dir / runs.LAST_CHECKPOINT)
-        saved = runs.read_config(run_dir)["train"]
-        overrides = {"max_steps": config.max_steps, "device": config.device}
-        if config.epochs is not None:
-            overrides["epochs"] = config.epochs
-        config = TrainConfig.from_dict({**saved, **overrides})
-        saved_world = (checkpoint.get("sampler") or {}).get("world_size", 1)
-        if saved_world != dist.world_size:
+    with contextlib.ExitStack() as lock:  # rank 0 holds the run's writer lock in it
+        # Rank 0 checks the folder (and locks a run to resume) and names it for everyone.
+        run_dir = runs.RunDir(dist.run_on_main(lambda: _prepare_run(config, wd, run, resume, lock)))
+        checkpoint = None
+        if resume:
+            config, checkpoint = _resume(run_dir, config, dist, obs)
+        workers = _use_cores(config, dist)
+        # Each rank its own augmentation stream; DDP copies rank 0's initial weights to all.
+        seed_everything(config.seed + dist.rank)
+        dataset, splits = _load_data(config, obs)
+        labels = [r.label for r in splits["train"]]
+        recipe = resolve_recipe(
+            config, labels, default_image_size=dataset.image_size, world_size=dist.world_size
+        )
+        model = _initial_model(config, recipe, dist, checkpoint, run_dir)
+        parts = _build_parts(config, recipe, dist, model, splits["train"], dataset.hflip, workers)
+        encode = _encoder(config, dist, recipe.image_size, workers, obs)
+        validation, checkpoints = _hooks(config, run_dir, splits, encode)
+        trainer = Trainer(
+            **parts,
+            dist=dist,
+            device=dist.device,
+            epochs=recipe.epochs,
+            steps_per_epoch=recipe.steps_per_epoch,
+            max_steps=config.max_steps,
+            skip_bad_images=config.skip_bad_images,
+            hooks=[validation, checkpoints],
+            observer=obs,
+        )
+        if checkpoint is not None:
+            checkpoints.restore(trainer, checkpoint)
+        record = _run_record(config, recipe, dataset, dist, workers, trainer)
+        dist.barrier()  # every rank has read config.json and last.pt before rank 0 rewrites them
+        dist.run_on_main(lambda: _start_run(run_dir, wd, record, resume, lock))
+        _announce(obs, run_dir, config, recipe, dist, splits, trainer.state.step)
+        try:
+            finished = trainer.train()
+        except KeyboardInterrupt:
             raise HashretError(
-                f"{run_dir} was trained by {saved_world} process(es) and this is "
-                f"{dist.world_size}: resume it with the same number of processes "
-                f"(torchrun --nnodes x --nproc_per_node = {saved_world}; 1 is plain hashret)"
-            )
-        obs.message(f"Resuming {run_dir} at step {checkpoint['step']}")
+                f"interrupted at step {trainer.state.step}; the run is saved in {run_dir.path}: "
+                f"continue it with `hashret train --resume --run {run_dir.name}`"
+            ) from None
+        return _conclude(trainer, finished, run_dir, config, dataset, splits, recipe, encode, obs)
 
-    device = dist.device
-    if device.type == "cpu":
+
+def _prepare_run(
+    config: TrainConfig, workdir: Path, run: str | None, resume: bool, lock: contextlib.ExitStack
+) -> Path:
+    """The run folder (rank 0): the run to resume, locked, or a new one's, not yet created."""
+    if resume:
+        run_dir = runs.resolve_run(run, workdir)
+        # Held until training ends: a second `hashret train --resume` of it fails at once.
+        lock.enter_context(runs.RunDir(run_dir).lock(timeout=0))
+        if not (run_dir / runs.LAST_CHECKPOINT).is_file():
+            raise HashretError(
+                f"cannot resume {run_dir}: it has no {runs.LAST_CHECKPOINT} "
+                "(it stopped before the first checkpoint); start it again without --resume"
+            )
+        return run_dir
+    name = (
+        runs.check_run_name(run)
+        if run
+        else runs.default_run_name(config.dataset, config.backbone, config.bits)
+    )
+    run_dir = workdir / name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise _run_exists(run_dir)
+    # The folder itself appears with config.json, once the data and the model are ready: a
+    # run that fails before (missing weights, bad data) leaves nothing behind.
+    return run_dir
+
+
+def _run_exists(run_dir: Path) -> HashretError:
+    return HashretError(
+        f"the run folder {run_dir} already exists; continue it with "
+        f"`hashret train --resume --run {run_dir.name}` or choose another --run"
+    )
+
+
+def _resume(
+    run_dir: runs.RunDir, config: TrainConfig, dist: Distributed, obs: TrainObserver
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """The run's own settings (with this call's max_steps, device and epochs) and last.pt."""
+    from hashcli.model.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(run_dir.last_checkpoint)
+    overrides = {"max_steps": config.max_steps, "device": config.device}
+    if config.epochs is not None:
+        overrides["epochs"] = config.epochs
+    config = TrainConfig.from_dict({**run_dir.config()["train"], **overrides})
+    saved_world = (checkpoint.get("sampler") or {}).get("world_size", 1)
+    if saved_world != dist.world_size:
+        raise HashretError(
+            f"{run_dir.path} was trained by {saved_world} process(es) and this is "
+            f"{dist.world_size}: resume it with the same number of processes "
+            f"(torchrun --nnodes x --nproc_per_node = {saved_world}; 1 is plain hashret)"
+        )
+    obs.message(f"Resuming {run_dir.path} at step {checkpoint['step']}")
+    return config, checkpoint
+
+
+def _use_cores(config: TrainConfig, dist: Distributed) -> int:
+    """Set this process's CPU threads; the data-loading workers to use."""
+    from hashcli.runtime.device import default_workers
+    from hashcli.runtime.distributed import cpu_threads_per_process
+
+    if dist.device.type == "cpu":
         # One process: every core. Several on one node: OMP_NUM_THREADS or a share each.
         threads = (
             cpu_threads_per_process(dist.local_world_size)
@@ -256,11 +251,16 @@ def _train(
             else max(1, os.cpu_count() or 1)
         )
         torch.set_num_threads(threads)
-    workers = (
-        default_workers(device, dist.local_world_size) if config.workers is None else config.workers
-    )
-    # Each rank its own augmentation stream; DDP copies rank 0's initial weights to all.
-    seed_everything(config.seed + dist.rank)
+    if config.workers is not None:
+        return config.workers
+    return default_workers(dist.device, dist.local_world_size)
+
+
+def _load_data(
+    config: TrainConfig, obs: TrainObserver
+) -> tuple[ImageDataset, dict[str, list[ImageRecord]]]:
+    """The dataset and its train, val and test splits."""
+    from hashcli.data import load_dataset
 
     dataset = load_dataset(
         config.dataset,
@@ -271,51 +271,74 @@ def _train(
     )
     for warning in dataset.warnings:
         obs.message(f"Warning: {warning}")
-    train_records = dataset.split("train")
-    val_records = dataset.split("val")
-    test_records = dataset.split("test")
-    if len(train_records) < 2:
-        raise HashretError(f"the {config.dataset} train split has {len(train_records)} images")
-    epochs = config.default_epochs()
-    image_size = config.image_size or dataset.image_size
+    return dataset, {name: dataset.split(name) for name in ("train", "val", "test")}
 
-    # P classes x K images; P never exceeds the classes present.
-    n_classes = len({r.label for r in train_records})
-    k = max(2, config.per_class)
-    p = min(max(2, config.batch_size // k), n_classes)
-    if p < 2:
-        raise HashretError("triplet training needs at least 2 classes in the train split")
+
+def _initial_model(
+    config: TrainConfig,
+    recipe: Recipe,
+    dist: Distributed,
+    checkpoint: dict[str, Any] | None,
+    run_dir: runs.RunDir,
+) -> HashNet:
+    """The model to train, on the CPU: the one in ``checkpoint`` when resuming, else a new one."""
+    from hashcli.model.checkpoint import model_from_state
+    from hashcli.model.factory import create_model
+
+    if checkpoint is not None:
+        return model_from_state(checkpoint, source=str(run_dir.last_checkpoint))
+    return _create_model_once_per_node(
+        dist,
+        lambda: create_model(
+            config.backbone,
+            config.bits,
+            pretrained=config.pretrained,
+            weights=config.weights,
+            image_size=recipe.image_size,
+        ),
+    )
+
+
+def _create_model_once_per_node(dist: Distributed, build: Callable[[], Any]) -> Any:
+    """``build()`` in the first process of each node, then in the others: pretrained weights
+    missing from the node's cache are downloaded once, and a failure stops every process."""
+    model = None
+    outcome: tuple[str, Any] = ("ok", None)
+    if dist.local_rank == 0:
+        try:
+            model = build()
+        except HashretError as exc:
+            outcome = ("error", (type(exc), str(exc)))
+    dist.agree(outcome)
+    return model if model is not None else build()
+
+
+def _build_parts(
+    config: TrainConfig,
+    recipe: Recipe,
+    dist: Distributed,
+    model: HashNet,
+    train_records: list[ImageRecord],
+    hflip: bool,
+    workers: int,
+) -> dict[str, Any]:
+    """The Trainer's parts: ``model`` on the device, forward (DDP, compiled), loss, optimiser,
+    scheduler, P x K sampler and the loader over it."""
+    from hashcli.data.torch_data import ImageRecordDataset, RecordLoader
+    from hashcli.data.transforms import train_transform
+    from hashcli.train.losses import build_loss
+    from hashcli.train.sampler import PKSampler
+    from hashcli.train.schedule import build_optimizer, build_scheduler
+
+    device = dist.device
     sampler = PKSampler(
         [r.label for r in train_records],
-        p,
-        k,
+        recipe.p,
+        recipe.k,
         seed=config.seed,
         rank=dist.rank,
         world_size=dist.world_size,
     )
-    steps_per_epoch = sampler.num_batches  # per process: the ranks take turns in one list
-    total_steps = epochs * steps_per_epoch
-    warmup = (
-        config.warmup_steps
-        if config.warmup_steps is not None
-        else (4000 if config.schedule == "inverse-sqrt" else max(1, total_steps // 20))
-    )
-    if config.schedule == "cosine" and warmup >= total_steps:
-        warmup = max(0, total_steps - 1)
-
-    if checkpoint is not None:
-        model = model_from_state(checkpoint, source=str(run_dir / runs.LAST_CHECKPOINT))
-    else:
-        model = _create_model_once_per_node(
-            dist,
-            lambda: create_model(
-                config.backbone,
-                config.bits,
-                pretrained=config.pretrained,
-                weights=config.weights,
-                image_size=image_size,
-            ),
-        )
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -326,8 +349,6 @@ def _train(
         trained = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    forward = torch.compile(trained) if config.compile else trained
-
     loss_fn = build_loss(
         config.loss,
         bits=config.bits,
@@ -343,72 +364,14 @@ def _train(
         weight_decay=config.weight_decay,
     )
     scheduler = build_scheduler(
-        optimizer, config.schedule, warmup_steps=warmup, total_steps=total_steps
+        optimizer,
+        config.schedule,
+        warmup_steps=recipe.warmup_steps,
+        total_steps=recipe.total_steps,
     )
-
-    step = 0
-    start_epoch = 0
-    best_val: float | None = None
-    best_epoch: int | None = None
-    skipped: list[str] = []
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        sampler.load_state_dict(checkpoint["sampler"])
-        per_rank = checkpoint.get("rng_per_rank")
-        if isinstance(per_rank, list) and len(per_rank) == dist.world_size:
-            restore_rng_state(per_rank[dist.rank])
-        else:  # a single process, or a distributed run saved on an interrupt (rank 0's only)
-            restore_rng_state(checkpoint["rng"])
-        step = int(checkpoint["step"])
-        start_epoch = int(checkpoint["epoch"])
-        best_val = checkpoint.get("best_val_map")
-        best_epoch = checkpoint.get("best_epoch")
-        skipped = list(checkpoint.get("skipped_images", []))
-
-    record_config = {
-        "train": config.to_dict(),
-        "resolved": {
-            "epochs": epochs,
-            "image_size": image_size,
-            "p": p,
-            "k": k,
-            "batch_size_per_process": p * k,
-            "effective_batch_size": p * k * dist.world_size,
-            "lr": config.lr,
-            "lr_scaling": "none",
-            "steps_per_epoch": steps_per_epoch,
-            "total_steps": total_steps,
-            "warmup_steps": warmup,
-            "margin": loss_fn.margin if hasattr(loss_fn, "margin") else config.margin,
-            "device": str(device),
-            "workers": workers,
-            "world_size": dist.world_size,
-            "backend": dist.backend,
-        },
-        "dataset": config.dataset,
-        "data_root": str(dataset.root),
-        "classes": dataset.classes,
-        "counts": dataset.counts(),
-        "backbone": config.backbone,
-        "bits": config.bits,
-        "epochs": epochs,
-        "hashret_version": __version__,
-        "torch_version": torch.__version__,
-        "created": timestamp(),
-        "skipped_images": skipped,
-    }
-    dist.barrier()  # every rank has read config.json and last.pt before rank 0 rewrites them
-    if dist.is_main:
-        if resume:
-            previous = runs.read_config(run_dir)
-            record_config["created"] = previous.get("created", record_config["created"])
-        runs.write_config(run_dir, record_config)
-        runs.set_current_run(wd, run_dir)
-
     train_set = ImageRecordDataset(
         train_records,
-        train_transform(image_size, hflip=dataset.hflip),
+        train_transform(recipe.image_size, hflip=hflip),
         crop_to_box=config.crop_to_box,
         skip_bad_images=config.skip_bad_images,
     )
@@ -419,255 +382,227 @@ def _train(
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
     )
+    return {
+        "model": model,
+        "forward": torch.compile(trained) if config.compile else trained,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "loss_fn": loss_fn,
+        "loader": loader,
+        "sampler": sampler,
+    }
 
-    batch = f"{p} classes x {k} images = {p * k}"
+
+def _encoder(
+    config: TrainConfig, dist: Distributed, image_size: int, workers: int, obs: TrainObserver
+) -> Callable[[list[ImageRecord], str, torch.nn.Module], EncodedImages | None]:
+    """``encode(records, name, model)``: their codes, with a progress phase ``name``; several
+    processes encode a shard each and rank 0 gets them all in input order (the others None)."""
+    from hashcli.model.inference import encode_records, encode_records_sharded
+
+    settings = dict(
+        device=dist.device,
+        image_size=image_size,
+        batch_size=config.encode_batch_size,
+        workers=workers,
+        skip_bad_images=config.skip_bad_images,
+        crop_to_box=config.crop_to_box,
+    )
+
+    def encode(records: list[ImageRecord], name: str, model: torch.nn.Module):
+        progress = obs.phase(name, len(records))
+        try:
+            if dist.is_distributed:
+                return encode_records_sharded(
+                    model, records, dist=dist, progress=progress, **settings
+                )
+            return encode_records(model, records, progress=progress, **settings)
+        finally:
+            obs.phase_end(name)
+
+    return encode
+
+
+def _hooks(
+    config: TrainConfig,
+    run_dir: runs.RunDir,
+    splits: dict[str, list[ImageRecord]],
+    encode: Callable,
+) -> tuple[ValidationHook, CheckpointHook]:
+    """Validation on the val split (the best model to model.pt, a line of metrics.jsonl per
+    evaluation) and checkpoints to last.pt."""
+    from hashcli.train.trainer import CheckpointHook, ValidationHook
+
+    checkpoints = CheckpointHook(run_dir.last_checkpoint, extra={"train_config": config.to_dict()})
+    validation = ValidationHook(
+        splits["val"],
+        splits["train"],
+        encode=encode,
+        evaluate=lambda q, db: evaluate_codes(q.codes, q.labels, db.codes, db.labels, config.bits),
+        on_best=lambda trainer: checkpoints.save(run_dir.best_checkpoint, trainer),
+        log=lambda record: runs.append_metrics(run_dir.path, record),
+        every=config.eval_every,
+    )
+    return validation, checkpoints
+
+
+def _run_record(
+    config: TrainConfig,
+    recipe: Recipe,
+    dataset: ImageDataset,
+    dist: Distributed,
+    workers: int,
+    trainer: Trainer,
+) -> dict[str, Any]:
+    """config.json: the settings, the resolved figures, the data."""
+    return {
+        "train": config.to_dict(),
+        "resolved": {
+            "epochs": recipe.epochs,
+            "image_size": recipe.image_size,
+            "p": recipe.p,
+            "k": recipe.k,
+            "batch_size_per_process": recipe.batch_size_per_process,
+            "effective_batch_size": recipe.effective_batch_size,
+            "lr": config.lr,
+            "lr_scaling": "none",
+            "steps_per_epoch": recipe.steps_per_epoch,
+            "total_steps": recipe.total_steps,
+            "warmup_steps": recipe.warmup_steps,
+            "margin": getattr(trainer.loss_fn, "margin", config.margin),
+            "device": str(dist.device),
+            "workers": workers,
+            "world_size": dist.world_size,
+            "backend": dist.backend,
+        },
+        "dataset": config.dataset,
+        "data_root": str(dataset.root),
+        "classes": dataset.classes,
+        "counts": dataset.counts(),
+        "backbone": config.backbone,
+        "bits": config.bits,
+        "epochs": recipe.epochs,
+        "hashret_version": __version__,
+        "torch_version": torch.__version__,
+        "created": timestamp(),
+        "skipped_images": trainer.state.skipped_images,
+    }
+
+
+def _start_run(
+    run: runs.RunDir,
+    workdir: Path,
+    record: dict[str, Any],
+    resume: bool,
+    lock: contextlib.ExitStack,
+) -> None:
+    """Rank 0: write config.json (a new run's folder appears here, its lock taken, held until
+    training ends) and make the run current."""
+    if resume:
+        record["created"] = run.config().get("created", record["created"])
+    else:
+        run.path.mkdir(parents=True, exist_ok=True)
+        lock.enter_context(run.lock(timeout=0))
+        if run.exists():  # another `hashret train --run` of this name got here first
+            raise _run_exists(run.path)
+    runs.write_config(run.path, record)
+    runs.set_current_run(workdir, run.path)
+
+
+def _announce(
+    obs: TrainObserver,
+    run_dir: runs.RunDir,
+    config: TrainConfig,
+    recipe: Recipe,
+    dist: Distributed,
+    splits: dict[str, list[ImageRecord]],
+    start_step: int,
+) -> None:
+    """Tell the observer what is about to be trained."""
+    per_process, effective = recipe.batch_size_per_process, recipe.effective_batch_size
+    batch = f"{recipe.p} classes x {recipe.k} images = {per_process}"
     if dist.is_distributed:
-        batch += f" per process x {dist.world_size} processes = {p * k * dist.world_size}"
+        batch += f" per process x {dist.world_size} processes = {effective}"
         obs.message(
             f"Distributed: {dist.world_size} processes ({dist.backend}); effective batch "
-            f"{p * k * dist.world_size} = {p * k} per process x {dist.world_size}; lr "
+            f"{effective} = {per_process} per process x {dist.world_size}; lr "
             f"{config.lr:g} as given (not scaled with the number of processes)"
         )
     obs.start(
         {
-            "run_dir": str(run_dir),
-            "device": str(device),
-            "epochs": epochs,
-            "steps_per_epoch": steps_per_epoch,
-            "total_steps": total_steps,
+            "run_dir": str(run_dir.path),
+            "device": str(dist.device),
+            "epochs": recipe.epochs,
+            "steps_per_epoch": recipe.steps_per_epoch,
+            "total_steps": recipe.total_steps,
             "batch": batch,
             "world_size": dist.world_size,
-            "effective_batch_size": p * k * dist.world_size,
+            "effective_batch_size": effective,
             "lr": config.lr,
             "lr_scaling": "none",
             "schedule": config.schedule,
-            "warmup_steps": warmup,
-            "train": len(train_records),
-            "val": len(val_records),
-            "test": len(test_records),
-            "start_step": step,
+            "warmup_steps": recipe.warmup_steps,
+            "train": len(splits["train"]),
+            "val": len(splits["val"]),
+            "test": len(splits["test"]),
+            "start_step": start_step,
         }
     )
 
-    def make_state(epoch: int, position: int, rng_per_rank: list | None = None) -> dict[str, Any]:
-        state = {
-            **model_state(model),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "sampler": sampler.state_dict(position),
-            "rng": capture_rng_state(),
-            "step": step,
-            "epoch": epoch,
-            "best_val_map": best_val,
-            "best_epoch": best_epoch,
-            "skipped_images": skipped,
-            "train_config": config.to_dict(),
-        }
-        if rng_per_rank is not None:
-            state["rng_per_rank"] = rng_per_rank
-        return state
 
-    def save(path: Path, epoch: int, position: int) -> None:
-        """Every rank calls this: rank 0 saves, with every rank's random state and skipped
-        images, and the others wait until the file is there."""
-        nonlocal skipped
-        if dist.is_distributed:
-            skipped = _merge_unique(dist.all_gather_object(skipped))
-            rng_per_rank = dist.gather_object(capture_rng_state())
-            if dist.is_main:
-                save_checkpoint(path, make_state(epoch, position, rng_per_rank))
-            dist.barrier()
-        else:
-            save_checkpoint(path, make_state(epoch, position))
+def _conclude(
+    trainer: Trainer,
+    finished: bool,
+    run_dir: runs.RunDir,
+    config: TrainConfig,
+    dataset: ImageDataset,
+    splits: dict[str, list[ImageRecord]],
+    recipe: Recipe,
+    encode: Callable,
+    obs: TrainObserver,
+) -> TrainResult:
+    """The summary of a stopped run, or the final codes, index and summary of a finished one."""
+    from hashcli.model.checkpoint import load_model
 
-    def encode(records: list, name: str, net: torch.nn.Module):
-        """Codes of ``records``; several processes encode a shard each and rank 0 gets them
-        all in input order (the others get None)."""
-        from hashcli.model.inference import encode_records, encode_records_sharded
-
-        progress = obs.phase(name, len(records))
-        settings = dict(
-            device=device,
-            image_size=image_size,
-            batch_size=config.encode_batch_size,
-            workers=workers,
-            skip_bad_images=config.skip_bad_images,
-            crop_to_box=config.crop_to_box,
-            progress=progress,
-        )
-        try:
-            if dist.is_distributed:
-                result = encode_records_sharded(net, records, dist=dist, **settings)
-            else:
-                result = encode_records(net, records, **settings)
-        finally:
-            obs.phase_end(name)
-        for path in result.bad_paths if result is not None else ():
-            if path not in skipped:
-                skipped.append(path)
-        return result
-
-    def validate(epoch: int, loss_value: float, lr_value: float, ips: float) -> None:
-        nonlocal best_val, best_epoch
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "step": step,
-            "loss": loss_value,
-            "lr": lr_value,
-            "images_per_s": ips,
-        }
-        if val_records:
-            q = encode(val_records, "validation queries", model)
-            db = encode(train_records, "validation database", model)
-            # Rank 0 holds the codes; its mAP decides "best" on every rank.
-            scores = dist.run_on_main(
-                lambda: evaluate_codes(q.codes, q.labels, db.codes, db.labels, config.bits)
-            )
-            record["val_map"] = scores["map"]
-            record["val_map_index_order"] = scores["map_index_order"]
-            improved = best_val is None or scores["map"] > best_val
-        else:
-            improved = True  # no validation split: keep the latest model
-        if improved:
-            best_val = record.get("val_map")
-            best_epoch = epoch
-            save(run_dir / runs.BEST_CHECKPOINT, epoch, 0)
-        record["best"] = improved
-        if dist.is_main:
-            runs.append_metrics(run_dir, record)
-        obs.evaluation(record)
-
-    finished = False
-    epoch = start_epoch
-    position = 0  # batches of the current epoch consumed (what a mid-epoch checkpoint records)
-    stopped_early = False
-    with _Interrupt():
-        try:
-            for epoch in range(start_epoch, epochs):
-                sampler.set_epoch(epoch)
-                position = steps_per_epoch - len(sampler)
-                obs.epoch_start(epoch + 1, epochs, steps_per_epoch, position)
-                model.train()
-                loss_sum, loss_count = 0.0, 0
-                images_seen, epoch_start = 0, time.perf_counter()
-                for batch in loader:
-                    usable = len(batch.labels) >= 2
-                    if dist.is_distributed and config.skip_bad_images:
-                        # DDP needs every rank in every backward: all skip a step if one must.
-                        usable = dist.all_reduce_max([0.0 if usable else 1.0])[0] == 0.0
-                    step_loss, step_images = 0.0, 0
-                    if usable:
-                        images = batch.images.to(device, non_blocking=True)
-                        labels = batch.labels.to(device, non_blocking=True)
-                        if device.type == "cuda":
-                            images = images.contiguous(memory_format=torch.channels_last)
-                        with autocast(device):
-                            outputs = forward(images)
-                        loss = loss_fn(outputs.float(), labels)
-                        if not torch.isfinite(loss):
-                            raise HashretError(
-                                f"the loss became {loss.item()} at step {step + 1}; lower --lr"
-                            )
-                        optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        optimizer.step()
-                        step_loss, step_images = float(loss.detach()), len(labels)
-                    if dist.is_distributed:  # loss and images of every rank
-                        step_loss, counted, step_images = dist.all_reduce_sum(
-                            [step_loss, float(usable), step_images]
-                        )
-                        loss_sum += step_loss
-                        loss_count += int(counted)
-                    elif usable:
-                        loss_sum += step_loss
-                        loss_count += 1
-                    images_seen += int(step_images)
-                    for item in batch.bad:
-                        if item.path not in skipped:
-                            skipped.append(item.path)
-                    scheduler.step()
-                    step += 1
-                    position += 1
-                    elapsed = time.perf_counter() - epoch_start
-                    obs.step(
-                        {
-                            "epoch": epoch + 1,
-                            "step": step,
-                            "loss": loss_sum / max(1, loss_count),
-                            "lr": optimizer.param_groups[-1]["lr"],
-                            "images_per_s": images_seen / elapsed if elapsed > 0 else 0.0,
-                        }
-                    )
-                    if config.max_steps is not None and step >= config.max_steps:
-                        stopped_early = True
-                        break
-                elapsed = time.perf_counter() - epoch_start
-                ips = images_seen / elapsed if elapsed > 0 else 0.0
-                # BatchNorm statistics of rank 0 everywhere: what rank 0 saves is what every
-                # rank encodes with.
-                dist.broadcast_buffers(model)
-                if stopped_early and position < steps_per_epoch:
-                    save(run_dir / runs.LAST_CHECKPOINT, epoch, position)
-                    obs.epoch_end(epoch + 1)
-                    break
-                obs.epoch_end(epoch + 1)
-                lr_now = optimizer.param_groups[-1]["lr"]
-                mean_loss = loss_sum / max(1, loss_count)
-                if (epoch + 1) % max(1, config.eval_every) == 0 or epoch + 1 == epochs:
-                    validate(epoch + 1, mean_loss, lr_now, ips)
-                save(run_dir / runs.LAST_CHECKPOINT, epoch + 1, 0)
-                if stopped_early:
-                    break
-            else:
-                finished = True
-        except KeyboardInterrupt:
-            # No collectives here (the other ranks may be gone): rank 0 saves alone.
-            if dist.is_main:
-                done = position >= steps_per_epoch  # interrupted while validating
-                state = make_state(epoch + 1, 0) if done else make_state(epoch, position)
-                save_checkpoint(run_dir / runs.LAST_CHECKPOINT, state)
-            raise HashretError(
-                f"interrupted at step {step}; the run is saved in {run_dir}: continue it with "
-                f"`hashret train --resume --run {run_dir.name}`"
-            ) from None
-
+    state, dist = trainer.state, trainer.dist
     result = TrainResult(
-        run_dir=run_dir,
-        best_val_map=best_val,
-        best_epoch=best_epoch,
+        run_dir=run_dir.path,
+        best_val_map=state.best_val_map,
+        best_epoch=state.best_epoch,
         test=None,
-        steps=step,
-        epochs_done=epochs if finished else epoch,
+        steps=state.step,
+        epochs_done=recipe.epochs if finished else state.epoch,
         finished=finished,
-        skipped_images=skipped,
+        skipped_images=state.skipped_images,
     )
     if not finished:
         obs.message(
-            f"Stopped at step {step} of {total_steps}; continue with "
+            f"Stopped at step {state.step} of {recipe.total_steps}; continue with "
             f"`hashret train --resume --run {run_dir.name}`"
         )
         if dist.is_main:
-            _write_summary(run_dir, result, total_steps)
+            _write_summary(run_dir.path, result, recipe.total_steps)
         dist.barrier()
         return result
 
     # The best model encodes the database (the whole train split, validation images included)
     # and the queries (the test split); the test split is scored once, here.
-    best = load_checkpoint(run_dir / runs.BEST_CHECKPOINT)
-    model = model_from_state(best, source=str(run_dir / runs.BEST_CHECKPOINT)).to(device)
+    model = load_model(run_dir.best_checkpoint, dist.device)
     encoded = {}
-    for split, records in (("train", train_records + val_records), ("test", test_records)):
+    for split, records in (("train", splits["train"] + splits["val"]), ("test", splits["test"])):
         if records:
-            encoded[split] = (records, encode(records, f"encoding {split} split", model))
+            codes = encode(records, f"encoding {split} split", model)
+            state.note_skipped(codes.bad_paths if codes is not None else ())
+            encoded[split] = (records, codes)
 
     def finish() -> tuple[dict[str, Any] | None, list[str]]:
-        test = _final_codes(model, run_dir, config, dataset, encoded, obs)
-        config_now = runs.read_config(run_dir)
-        config_now["skipped_images"] = skipped
-        runs.write_config(run_dir, config_now)
-        result.test, result.skipped_images = test, skipped
-        _write_summary(run_dir, result, total_steps)
-        return test, skipped
+        test = _final_codes(model, run_dir.path, config, dataset, encoded, obs)
+        config_now = run_dir.config()
+        config_now["skipped_images"] = state.skipped_images
+        runs.write_config(run_dir.path, config_now)
+        result.test, result.skipped_images = test, state.skipped_images
+        _write_summary(run_dir.path, result, recipe.total_steps)
+        return test, state.skipped_images
 
     # Rank 0 writes codes, index, config and summary; every rank returns the same result.
     result.test, result.skipped_images = dist.run_on_main(finish)

@@ -114,3 +114,13 @@ def test_loader_in_workers_raises_a_clean_error(tmp_path):
         list(loader)
     message = str(info.value)
     assert "2.png" in message and "\n" not in message and "Traceback" not in message
+
+
+def test_loader_starts_its_epoch_when_iterated(tmp_path):
+    """iter() starts the DataLoader (which draws its seed from torch's random state) before
+    any batch is asked for: a trainer resuming mid-epoch fences that draw off."""
+    loader = RecordLoader(ImageRecordDataset(_records(tmp_path), eval_transform(8)), batch_size=2)
+    before = torch.get_rng_state()
+    batches = iter(loader)
+    assert not torch.equal(torch.get_rng_state(), before)
+    assert len(list(batches)) == 3

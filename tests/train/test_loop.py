@@ -13,14 +13,16 @@ from builders import build_cub
 from hashcli.codes import read_codes
 from hashcli.errors import HashretError
 from hashcli.workflows import runs
-from hashcli.workflows.train import TrainConfig, train
+from hashcli.workflows.train import TrainConfig, TrainObserver, train
 
 N_CLASSES = 4
 TRAIN_PER_CLASS = 6
 TEST_PER_CLASS = 3
 
 
-def make_cub(base: Path) -> dict:
+def make_cub(base: Path, textured: bool = False) -> dict:
+    """The tiny CUB; ``textured``: noise images instead of solid colours, so that random crops
+    and flips change what the model sees (a resume that loses the random state shows)."""
     images = []
     image_id = 1000  # ids far from line numbers: the reader must join by id
     for class_id in range(1, N_CLASSES + 1):
@@ -28,7 +30,15 @@ def make_cub(base: Path) -> dict:
             images.append((image_id, class_id, i < TRAIN_PER_CLASS))
             image_id += 7
     names = {c: f"{c:03d}.Class_{c}" for c in range(1, N_CLASSES + 1)}
-    return build_cub(base, images, names)
+    written = build_cub(base, images, names)
+    if textured:
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        for rel in written:
+            pixels = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(base / "CUB_200_2011" / "images" / rel)
+    return written
 
 
 def small_config(root: Path, **overrides) -> TrainConfig:
@@ -115,24 +125,44 @@ def test_smoke_run_writes_every_file(tmp_path):
     assert 0.0 <= summary["test_map"] <= 1.0
 
 
-def test_resume_after_interruption_finishes_with_the_same_steps(tmp_path):
-    make_cub(tmp_path / "data")
-    workdir = tmp_path / "runs"
-    full = train(small_config(tmp_path / "data", epochs=3), workdir=workdir, run="full")
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, Path]:
+    """Textured data and a 3-epoch run on it that nothing interrupted: (data, run folder)."""
+    base = tmp_path_factory.mktemp("uninterrupted")
+    make_cub(base / "data", textured=True)
+    train(small_config(base / "data", epochs=3), workdir=base / "runs", run="full")
+    return base / "data", base / "runs" / "full"
 
-    partial = train(
-        small_config(tmp_path / "data", epochs=3, max_steps=3), workdir=workdir, run="cut"
-    )
+
+def outcome(run_dir: Path) -> dict:
+    """What a run computed: its best and last models, validation and test mAP."""
+    from hashcli.model.checkpoint import load_model
+
+    summary = json.loads((run_dir / runs.SUMMARY_FILE).read_text())
+    return {
+        "best": load_model(run_dir / runs.BEST_CHECKPOINT).fingerprint(),
+        "last": load_model(run_dir / runs.LAST_CHECKPOINT).fingerprint(),
+        "val_map": [m["val_map"] for m in runs.read_metrics(run_dir)],
+        "epochs": [m["epoch"] for m in runs.read_metrics(run_dir)],
+        "test_map": summary["test_map"],
+        "steps": summary["steps"],
+    }
+
+
+def test_resume_after_interruption_continues_exactly(uninterrupted, tmp_path):
+    """Stopped by --max-steps in the middle of epoch 2, then resumed: the same models and
+    figures as the run that nothing interrupted (the CPU with workers=0 is deterministic)."""
+    data, full_dir = uninterrupted
+    workdir = tmp_path / "runs"
+    partial = train(small_config(data, epochs=3, max_steps=3), workdir=workdir, run="cut")
+    steps_per_epoch = runs.read_config(workdir / "cut")["resolved"]["steps_per_epoch"]
+    assert steps_per_epoch == 2  # so step 3 is the middle of epoch 2
     assert not partial.finished and partial.steps == 3
     assert not (workdir / "cut" / runs.QUERY_CODES).exists()
-    resumed = train(
-        small_config(tmp_path / "data", epochs=None), workdir=workdir, run="cut", resume=True
-    )
-    assert resumed.finished
-    assert resumed.steps == full.steps
-    metrics = runs.read_metrics(workdir / "cut")
-    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    resumed = train(small_config(data, epochs=None), workdir=workdir, run="cut", resume=True)
+    assert resumed.finished and resumed.steps == 6
     assert (workdir / "cut" / runs.QUERY_CODES).is_file()
+    assert outcome(workdir / "cut") == outcome(full_dir)
 
 
 def test_existing_run_is_not_overwritten(tmp_path):
@@ -178,29 +208,69 @@ def test_digits_quick_start_reaches_090_test_map(tmp_path):
     assert result.test["map"] >= 0.90, result.test
 
 
-def test_ctrl_c_mid_epoch_saves_and_resume_finishes_the_same_steps(tmp_path):
-    """Ctrl-C (KeyboardInterrupt) between steps: last.pt is written, a clear error is raised."""
-    from hashcli.workflows.train import TrainObserver
+def test_ctrl_c_mid_epoch_saves_and_resume_continues_exactly(uninterrupted, tmp_path):
+    """Ctrl-C (KeyboardInterrupt) between steps: last.pt is written, a clear error is raised,
+    the lock is released, and the resumed run is the uninterrupted one."""
 
     class InterruptAtStep3(TrainObserver):
         def step(self, stats):
             if stats["step"] == 3:
                 raise KeyboardInterrupt
 
-    make_cub(tmp_path / "data")
+    data, full_dir = uninterrupted
     workdir = tmp_path / "runs"
-    config = small_config(tmp_path / "data", epochs=3)
+    config = small_config(data, epochs=3)
     with pytest.raises(HashretError, match="--resume --run cut"):
         train(config, workdir=workdir, run="cut", observer=InterruptAtStep3())
     assert (workdir / "cut" / "last.pt").is_file()
-    resumed = train(
-        small_config(tmp_path / "data", epochs=None), workdir=workdir, run="cut", resume=True
-    )
-    steps_per_epoch = json.loads((workdir / "cut" / "config.json").read_text())["resolved"][
-        "steps_per_epoch"
-    ]
-    assert resumed.finished and resumed.steps == 3 * steps_per_epoch
-    assert [m["epoch"] for m in runs.read_metrics(workdir / "cut")] == [1, 2, 3]
+    assert lock_is_free(workdir / "cut")
+    resumed = train(small_config(data, epochs=None), workdir=workdir, run="cut", resume=True)
+    assert resumed.finished
+    assert outcome(workdir / "cut") == outcome(full_dir)
+
+
+def lock_is_free(run_dir: Path) -> bool:
+    try:
+        with runs.RunDir(run_dir).lock(timeout=0):
+            return True
+    except HashretError:
+        return False
+
+
+def test_the_run_is_locked_while_it_trains(tmp_path):
+    """The run's writer lock is held from config.json on, a new run or a resumed one, and a
+    second `train --resume` of a run being trained fails at once."""
+
+    class TriesTheLock(TrainObserver):
+        def __init__(self) -> None:
+            self.free: list[bool] = []
+
+        def start(self, info):
+            self.free.append(lock_is_free(Path(info["run_dir"])))
+
+        def step(self, stats):
+            self.free.append(lock_is_free(workdir / "busy"))
+
+        def evaluation(self, record):
+            self.free.append(lock_is_free(workdir / "busy"))
+
+    make_cub(tmp_path / "data")
+    workdir = tmp_path / "runs"
+    new, again = TriesTheLock(), TriesTheLock()
+    train(small_config(tmp_path / "data", max_steps=2), workdir=workdir, run="busy", observer=new)
+    assert new.free == [False] * 4  # start, steps 1 and 2, the evaluation of epoch 1
+    assert lock_is_free(workdir / "busy")
+    config = small_config(tmp_path / "data", epochs=None, max_steps=3)
+    train(config, workdir=workdir, run="busy", resume=True, observer=again)
+    assert again.free == [False] * 2  # start, step 3
+    assert lock_is_free(workdir / "busy")
+
+    last = (workdir / "busy" / runs.LAST_CHECKPOINT).read_bytes()
+    with runs.RunDir(workdir / "busy").lock():
+        # "is being written": it did not wait (a wait says "has been for N s").
+        with pytest.raises(HashretError, match="the run busy is being written by another"):
+            train(config, workdir=workdir, run="busy", resume=True)
+    assert (workdir / "busy" / runs.LAST_CHECKPOINT).read_bytes() == last
 
 
 def test_a_run_that_fails_before_training_leaves_no_folder(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hashcli.errors import HashretError
-from hashcli.model.registry import create_model
+from hashcli.model.factory import create_model
 from hashcli.train.schedule import build_optimizer, build_scheduler
 
 
