@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from train.test_loop import small_config
 from workflows.test_query import BITS, RUN_NAME, make_fake_run, tree_snapshot
 
 from hashcli.codes import CodeFile, read_codes, write_codes
@@ -26,7 +27,7 @@ from hashcli.workflows.evaluate import evaluate_run
 from hashcli.workflows.index import add_to_index, build_index
 from hashcli.workflows.query import query_images
 from hashcli.workflows.runs import RunDir
-from hashcli.workflows.train import TrainConfig, train
+from hashcli.workflows.train import train
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +35,8 @@ def trained(tmp_path_factory):
     """A run trained for one epoch on the fake run's folder dataset (train/ and test/)."""
     root = tmp_path_factory.mktemp("trained")
     fake = make_fake_run(root)
-    config = TrainConfig(
-        dataset="folder",
-        data_root=str(fake.data_root),
-        backbone="tiny",
-        bits=BITS,
-        epochs=1,
-        batch_size=6,
-        per_class=2,
-        image_size=16,
-        workers=0,
-        device="cpu",
-        val_fraction=0.0,
+    config = small_config(
+        fake.data_root, dataset="folder", bits=BITS, epochs=1, batch_size=6, val_fraction=0.0
     )
     result = train(config, workdir=root / "workdir-a", run="original")
     assert result.finished
