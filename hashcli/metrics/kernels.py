@@ -6,10 +6,10 @@ numpy-only; two implementations compute the same numbers:
 
 * :class:`NumpyKernels` (here, the default): ``bitwise_count`` (or a byte lookup table on
   numpy < 2) and ``bincount``; the reference.
-* :class:`hashcli.index.kernels.FaissKernels`: FAISS's C++ ``hammings`` (popcount over 64-bit
-  words) and ``ivec_hist``, which release the GIL, so Python threads over query blocks use
-  every core; about ten times faster (0.5 ns per pair per core on 64-bit codes). The
-  workflows pass these (:func:`hashcli.workflows.evaluate.evaluation_kernels`).
+* ``FaissKernels`` of the index package (the one FAISS importer): FAISS's C++ ``hammings``
+  (popcount over 64-bit words) and ``ivec_hist``, which release the GIL, so Python threads
+  over query blocks use every core; about ten times faster (0.5 ns per pair per core on
+  64-bit codes). The workflows pass these (``evaluation_kernels``).
 
 Codes are padded to whole 64-bit words first (:func:`pad_to_words`): zero bytes change no
 distance, and the word kernels need them.

@@ -6,7 +6,7 @@ checks this, so every checkpoint it writes loads with ``torch.load(weights_only=
 way :func:`load_checkpoint` reads one: a file from elsewhere cannot run code when loaded.
 
 :func:`save_checkpoint` adds the marker ``hashret_checkpoint`` (the format version) and
-otherwise writes the keys it is given. Training (:mod:`hashcli.workflows.train`) gives these:
+otherwise writes the keys it is given. Training (``hashret train``) gives these:
 
 * ``model``, ``model_config``, ``fingerprint``: the network, from :func:`model_state`
   (its state dict, ``HashNet.config`` and ``HashNet.fingerprint()``);

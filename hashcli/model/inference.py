@@ -4,7 +4,7 @@
 (training's validation and final codes, ``hashret encode``, ``hashret query``). Under torchrun,
 :func:`encode_records_sharded` splits it over the processes (one contiguous shard each,
 gathered in input order on rank 0). Reading run folders and writing code files is the
-workflows' job (:mod:`hashcli.workflows.encode`).
+workflows' job (``hashret encode``).
 """
 
 from __future__ import annotations
