@@ -12,3 +12,5 @@ MINER_NAMES: tuple[str, ...] = ("batch-all", "batch-hard", "semi-hard")
 REDUCTION_NAMES: tuple[str, ...] = ("all", "nonzero")
 #: Learning-rate schedules; ``inverse-sqrt`` is the original (XLM's AdamInverseSqrtWithWarmup).
 SCHEDULE_NAMES: tuple[str, ...] = ("inverse-sqrt", "cosine", "constant")
+#: Deep-hashing methods (:mod:`hashcli.train.methods`), each a loss with its defaults.
+METHOD_NAMES: tuple[str, ...] = ("csq", "dpn", "dpsh", "dsh", "greedyhash", "hashnet", "orthohash")

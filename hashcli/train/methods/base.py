@@ -1,0 +1,143 @@
+"""The base class of the hashing methods' losses: shapes checked once, float32 maths.
+
+A method's loss is called as ``loss(outputs, labels) -> scalar`` where
+
+* ``outputs`` (B, bits) float are the head's outputs *before* any tanh: each method applies its
+  own activation where its formula says so (:attr:`HashingLoss.activation`), after the
+  method's :meth:`HashingLoss.output_layer` (identity except for OrthoHash's batch norm).
+  The binary code of an image is the sign of ``output_layer(head(x))`` for every method.
+* ``labels`` are (B,) int64 class indices, or (B, C) bool multi-hot rows for the methods with
+  a multi-label form (:attr:`HashingLoss.multi_label`); another method refuses them with a
+  :class:`~hashcli.errors.HashretError`.
+
+Pairwise methods call two items similar when they share a class (single label) or at least one
+label (multi-hot), and use every ordered pair ``i != j`` of the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hashcli.errors import HashretError
+
+
+class HashingLoss(nn.Module):
+    """``loss(outputs (B, bits) float, labels (B,) int64 | (B, C) bool) -> scalar float32``.
+
+    Subclasses set the class attributes below and implement :meth:`compute`, which receives
+    float32 ``outputs`` (autocast off) and labels already checked: (B,) int64, or (B, C) bool
+    when multi-hot. Every constructor takes ``bits`` and ``num_classes`` keyword arguments (plus
+    ``codebook`` where :attr:`needs_codebook`), so :func:`create_method_loss` can build any.
+    """
+
+    #: Registry name.
+    name: str = ""
+    #: Whether (B, C) multi-hot labels are accepted.
+    multi_label: bool = False
+    #: Whether the constructor needs a fixed (num_classes, bits) +-1 codebook of class centres.
+    needs_codebook: bool = False
+    #: Whether the loss owns trainable parameters (a classifier) that the optimiser must get:
+    #: pass ``loss.parameters()`` to it besides the model's.
+    needs_classifier: bool = False
+    #: Whether the trainer must call ``loss.set_step(step)`` before each training step.
+    needs_step: bool = False
+    #: What the loss applies to ``outputs`` before its formula (documentation and wiring).
+    activation: str = "none"
+
+    def __init__(self, *, bits: int, num_classes: int) -> None:
+        super().__init__()
+        if bits < 1 or num_classes < 1:
+            raise HashretError(
+                f"bits and num_classes must be >= 1, got bits={bits}, num_classes={num_classes}"
+            )
+        self.bits = int(bits)
+        self.num_classes = int(num_classes)
+
+    @staticmethod
+    def output_layer(bits: int) -> nn.Module:
+        """The layer the model puts after its linear head for this method (identity here)."""
+        return nn.Identity()
+
+    def forward(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        outputs, labels = self.check_inputs(outputs, labels)
+        # float32 even under bf16/fp16 autocast: logs, exps and cosines of close values.
+        with torch.autocast(device_type=outputs.device.type, enabled=False):
+            return self.compute(outputs.float(), labels)
+
+    def check_inputs(
+        self, outputs: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(outputs, labels)`` after checking shapes and dtypes (see the class docstring)."""
+        if outputs.ndim != 2 or not outputs.is_floating_point():
+            raise ValueError(
+                f"outputs must be a (batch, bits) float tensor, got {tuple(outputs.shape)} "
+                f"{outputs.dtype}"
+            )
+        if outputs.shape[1] != self.bits:
+            raise ValueError(f"outputs have {outputs.shape[1]} bits, the loss {self.bits}")
+        labels = torch.as_tensor(labels, device=outputs.device)
+        batch = outputs.shape[0]
+        if labels.ndim == 2 and labels.dtype == torch.bool:
+            if not self.multi_label:
+                raise HashretError(
+                    f"the {self.name} method has no multi-label form; give (batch,) class "
+                    "indices or choose a method with multi-label support"
+                )
+            if labels.shape != (batch, self.num_classes):
+                raise ValueError(
+                    f"multi-hot labels must be ({batch}, {self.num_classes}) bool, got "
+                    f"{tuple(labels.shape)}"
+                )
+            return outputs, labels
+        if labels.shape != (batch,) or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise ValueError(
+                f"labels must be a ({batch},) integer tensor or ({batch}, {self.num_classes}) "
+                f"bool multi-hot, got {tuple(labels.shape)} {labels.dtype}"
+            )
+        labels = labels.long()
+        if batch and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise HashretError(
+                f"class indices must lie in 0..{self.num_classes - 1}, got "
+                f"{int(labels.min())}..{int(labels.max())}"
+            )
+        return outputs, labels
+
+    def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, num_classes={self.num_classes}"
+
+
+def check_codebook(codebook: torch.Tensor | None, *, bits: int, num_classes: int) -> torch.Tensor:
+    """The (num_classes, bits) float32 +-1 codebook of class centres, or a HashretError."""
+    if codebook is None:
+        raise HashretError("this method needs a codebook of hash centres, one row per class")
+    codebook = torch.as_tensor(codebook).float()
+    if codebook.shape != (num_classes, bits):
+        raise HashretError(
+            f"the codebook must be ({num_classes}, {bits}) (classes, bits), got "
+            f"{tuple(codebook.shape)}"
+        )
+    if not bool(((codebook == 1) | (codebook == -1)).all()):
+        raise HashretError("the codebook must hold only +1 and -1")
+    return codebook
+
+
+def similarity(labels: torch.Tensor) -> torch.Tensor:
+    """(B, B) bool: same class, or (multi-hot) at least one shared label."""
+    if labels.ndim == 2:
+        shared = labels.float() @ labels.float().T
+        return shared > 0
+    return labels[:, None] == labels[None, :]
+
+
+def off_diagonal(batch: int, device: torch.device) -> torch.Tensor:
+    """(B, B) bool mask of the ordered pairs ``i != j``."""
+    return ~torch.eye(batch, dtype=torch.bool, device=device)
+
+
+def plus_minus_sign(values: torch.Tensor) -> torch.Tensor:
+    """+-1 of ``values`` with 0 counted as +1 (the code file convention), same dtype."""
+    return torch.where(values >= 0, 1.0, -1.0).to(values.dtype)

@@ -1,0 +1,61 @@
+"""DPSH, Deep Pairwise-Supervised Hashing (Li et al., IJCAI 2016).
+
+Over the ordered pairs ``i != j`` of the batch, with ``theta = u_i . u_j / 2`` and ``s = 1`` for
+a similar pair, the negative log-likelihood of the pairwise labels
+
+    loss = mean over pairs of [ log(1 + exp(theta)) - s * theta ]
+           + alpha * mean over the batch and bits of (u - sign(u))^2
+
+on the raw outputs ``u`` (``log(1 + exp(theta))`` computed stably as
+``log(1 + exp(-|theta|)) + max(theta, 0)``, as the reference writes it; ``sign(0) = +1``). The
+reference compares the batch with a memory bank of all training outputs, whose rows not yet
+filled count as dissimilar; here pairs are taken inside the batch only (no bank).
+
+Defaults: alpha = 0.1 (swuxyj/DeepHash-pytorch ``DPSH.py`` ``"alpha": 0.1``, the paper's eta).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from hashcli.errors import HashretError
+from hashcli.train.methods.base import HashingLoss, off_diagonal, plus_minus_sign, similarity
+from hashcli.train.methods.registry import register_method
+
+
+@dataclass(frozen=True)
+class DPSHDefaults:
+    #: DeepHash-pytorch DPSH.py ``"alpha": 0.1``.
+    alpha: float = 0.1
+
+
+DEFAULTS = DPSHDefaults()
+
+
+@register_method
+class DPSHLoss(HashingLoss):
+    """DPSH's pairwise likelihood loss (see the module docstring)."""
+
+    name = "dpsh"
+    multi_label = True
+
+    def __init__(self, *, bits: int, num_classes: int, alpha: float = DEFAULTS.alpha) -> None:
+        super().__init__(bits=bits, num_classes=num_classes)
+        if alpha < 0:
+            raise HashretError(f"alpha must be >= 0, got {alpha}")
+        self.alpha = float(alpha)
+
+    def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        pairs = off_diagonal(len(outputs), outputs.device)
+        similar = similarity(labels).to(outputs.dtype)
+        theta = outputs @ outputs.T / 2
+        per_pair = F.softplus(theta) - similar * theta
+        likelihood = (per_pair * pairs).sum() / pairs.sum().clamp_min(1)
+        quantization = (outputs - plus_minus_sign(outputs.detach())).pow(2).mean()
+        return likelihood + self.alpha * quantization
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, alpha={self.alpha:g}"

@@ -1,0 +1,143 @@
+"""HashNet, deep learning to hash by continuation (Cao et al., ICCV 2017).
+
+The outputs go through ``u = tanh(beta * x)`` with ``beta`` growing with the training step
+(continuation: the tanh tends to the sign). Over the ordered pairs ``i != j`` of the batch,
+with ``theta = alpha * u_i . u_j`` and ``s = 1`` for a similar pair, the weighted maximum
+likelihood
+
+    loss = sum over pairs of w_ij * [ log(1 + exp(theta)) - s * theta ] / S
+
+with ``S`` pairs in all, ``S1`` similar and ``S0`` dissimilar, ``w = S / S1`` on similar pairs
+and ``S / S0`` on dissimilar ones: the mean over similar pairs plus the mean over dissimilar
+pairs (a group that is absent adds 0, so a batch without positive pairs is not NaN). This is
+swuxyj/DeepHash-pytorch ``HashNet.py`` ``pairwise_loss``, which takes it from
+thuml/HashNet issue 17; pairs are taken inside the batch only (no memory bank).
+
+The continuation (thuml/HashNet ``pytorch/src/network.py``): the scale is recomputed every
+``step_size`` training iterations as ``init_scale * (1 + gamma * iteration) ** power`` and held
+in between; see :func:`hashnet_beta`. The trainer calls ``loss.set_step(step)`` before each
+training step.
+
+Defaults: alpha = 10 / bits (thuml/HashNet ``sigmoid_param = 10 / hash_bit``, DeepHash-pytorch
+``config["alpha"] = 10. / bit``); step_size = 200, gamma = 0.005, power = 0.5, init_scale = 1
+(thuml/HashNet ``network.py``). The reference's quantisation loss has weight 0 and is left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from hashcli.errors import HashretError
+from hashcli.train.methods.base import HashingLoss, off_diagonal, similarity
+from hashcli.train.methods.registry import register_method
+
+
+@dataclass(frozen=True)
+class HashNetDefaults:
+    #: alpha = this / bits: thuml/HashNet ``sigmoid_param = 10./hash_bit``.
+    alpha_times_bits: float = 10.0
+    #: thuml/HashNet network.py ``self.step_size = 200``.
+    step_size: int = 200
+    #: thuml/HashNet network.py ``self.gamma = 0.005``.
+    gamma: float = 0.005
+    #: thuml/HashNet network.py ``self.power = 0.5``.
+    power: float = 0.5
+    #: thuml/HashNet network.py ``self.init_scale = 1.0``.
+    init_scale: float = 1.0
+
+
+DEFAULTS = HashNetDefaults()
+
+
+def hashnet_beta(
+    step: int,
+    *,
+    step_size: int = DEFAULTS.step_size,
+    gamma: float = DEFAULTS.gamma,
+    power: float = DEFAULTS.power,
+    init_scale: float = DEFAULTS.init_scale,
+) -> float:
+    """The tanh scale ``beta`` at 0-based training step ``step``.
+
+    The reference counts iterations from 1 (``iter_num`` is incremented before the forward
+    pass) and sets ``scale = init_scale * (1 + gamma * iter_num) ** power`` whenever
+    ``iter_num % step_size == 0``, holding it in between. So with ``iteration = step + 1``,
+    ``beta = init_scale * (1 + gamma * last) ** power`` where ``last`` is the largest multiple
+    of ``step_size`` not above ``iteration`` (``beta = init_scale`` before the first update).
+    With the defaults: 1 for steps 0..198, sqrt(2) for 199..398, sqrt(3) from 399.
+    """
+    if step < 0 or step_size < 1:
+        raise HashretError(f"step must be >= 0 and step_size >= 1, got {step}, {step_size}")
+    iteration = step + 1
+    last = iteration - iteration % step_size
+    return init_scale * (1 + gamma * last) ** power
+
+
+@register_method
+class HashNetLoss(HashingLoss):
+    """HashNet's weighted pairwise loss with its tanh continuation (see the module docstring)."""
+
+    name = "hashnet"
+    multi_label = True
+    needs_step = True
+    activation = "tanh(beta x), beta from hashnet_beta(step)"
+
+    def __init__(
+        self,
+        *,
+        bits: int,
+        num_classes: int,
+        alpha: float | None = None,
+        step_size: int = DEFAULTS.step_size,
+        gamma: float = DEFAULTS.gamma,
+        power: float = DEFAULTS.power,
+        init_scale: float = DEFAULTS.init_scale,
+    ) -> None:
+        super().__init__(bits=bits, num_classes=num_classes)
+        alpha = DEFAULTS.alpha_times_bits / bits if alpha is None else alpha
+        if alpha <= 0 or step_size < 1 or gamma < 0 or init_scale <= 0:
+            raise HashretError(
+                f"alpha and init_scale must be > 0, step_size >= 1, gamma >= 0; got {alpha}, "
+                f"{init_scale}, {step_size}, {gamma}"
+            )
+        self.alpha = float(alpha)
+        self.step_size = int(step_size)
+        self.gamma = float(gamma)
+        self.power = float(power)
+        self.init_scale = float(init_scale)
+        self.step = 0
+
+    def set_step(self, step: int) -> None:
+        """Set the 0-based training step that fixes ``beta`` (call before each step)."""
+        if step < 0:
+            raise HashretError(f"step must be >= 0, got {step}")
+        self.step = int(step)
+
+    @property
+    def beta(self) -> float:
+        """The tanh scale at the current step (:func:`hashnet_beta`)."""
+        return hashnet_beta(
+            self.step,
+            step_size=self.step_size,
+            gamma=self.gamma,
+            power=self.power,
+            init_scale=self.init_scale,
+        )
+
+    def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        u = torch.tanh(self.beta * outputs)
+        pairs = off_diagonal(len(u), u.device)
+        similar = similarity(labels) & pairs
+        dissimilar = ~similarity(labels) & pairs
+        theta = self.alpha * (u @ u.T)
+        per_pair = F.softplus(theta) - similar.to(u.dtype) * theta
+        # w = S / S1 (S / S0) then / S: the mean over each group, summed.
+        similar_mean = (per_pair * similar).sum() / similar.sum().clamp_min(1)
+        dissimilar_mean = (per_pair * dissimilar).sum() / dissimilar.sum().clamp_min(1)
+        return similar_mean + dissimilar_mean
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, alpha={self.alpha:g}, step={self.step}, beta={self.beta:g}"

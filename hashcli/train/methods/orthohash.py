@@ -1,0 +1,105 @@
+"""OrthoHash, one loss to rule them all (Hoe et al., NeurIPS 2021).
+
+The head's linear output goes through a batch norm (:meth:`OrthoHashLoss.output_layer`, part of
+the model: the code is the sign of its output) to give ``v``. With ``C`` the fixed +-1
+codebook (one code per class), ``logits_k = cos(v, C_k)`` and
+
+    loss = cross_entropy(scale * (logits - margin * onehot(y)), y)
+
+Multi-label (the reference's default ``multiclass_loss="label_smoothing"``): the margin is
+subtracted at every label of the item, and the target distribution spreads evenly over its
+labels: ``-sum_k (y_k / |y|) log_softmax(scale * (logits - margin * y))_k``, mean over items.
+
+Optional quantisation term (off by default): ``quantization_weight * mean(1 - cos(v,
+sign(v)))`` with the sign detached (the reference's ``quan_type="cs"``).
+
+Defaults (kamwoh/orthohash ``functions/loss/orthohash.py``, ``OrthoHashLoss.__init__``):
+scale = 8 (``s=8``), margin = 0.2 (``m=0.2``, cosine margin ``m_type="cos"``),
+quantization_weight = 0 (``quan=0``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hashcli.errors import HashretError
+from hashcli.train.methods.base import HashingLoss, check_codebook, plus_minus_sign
+from hashcli.train.methods.registry import register_method
+
+
+@dataclass(frozen=True)
+class OrthoHashDefaults:
+    #: kamwoh/orthohash orthohash.py ``s=8``.
+    scale: float = 8.0
+    #: kamwoh/orthohash orthohash.py ``m=0.2``.
+    margin: float = 0.2
+    #: kamwoh/orthohash orthohash.py ``quan=0`` (the term is off).
+    quantization_weight: float = 0.0
+
+
+DEFAULTS = OrthoHashDefaults()
+
+
+@register_method
+class OrthoHashLoss(HashingLoss):
+    """OrthoHash's loss (see the module docstring); ``codebook`` (num_classes, bits) +-1."""
+
+    name = "orthohash"
+    multi_label = True
+    needs_codebook = True
+    activation = "batchnorm"
+
+    def __init__(
+        self,
+        *,
+        bits: int,
+        num_classes: int,
+        codebook: torch.Tensor | None,
+        scale: float = DEFAULTS.scale,
+        margin: float = DEFAULTS.margin,
+        quantization_weight: float = DEFAULTS.quantization_weight,
+    ) -> None:
+        super().__init__(bits=bits, num_classes=num_classes)
+        if scale <= 0 or margin < 0 or quantization_weight < 0:
+            raise HashretError(
+                f"scale must be > 0, margin and quantisation weight >= 0; got {scale}, "
+                f"{margin}, {quantization_weight}"
+            )
+        self.scale = float(scale)
+        self.margin = float(margin)
+        self.quantization_weight = float(quantization_weight)
+        self.register_buffer(
+            "codebook", check_codebook(codebook, bits=bits, num_classes=num_classes)
+        )
+
+    @staticmethod
+    def output_layer(bits: int) -> nn.Module:
+        """The batch norm after the linear head (the reference's ``BatchNorm1d(nbit)``)."""
+        return nn.BatchNorm1d(bits)
+
+    def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cosines = F.normalize(outputs, dim=1) @ F.normalize(self.codebook, dim=1).T
+        if labels.ndim == 2:
+            targets = labels.to(cosines.dtype)
+            log_probs = F.log_softmax(self.scale * (cosines - self.margin * targets), dim=1)
+            # Rows without any label spread nothing (their sum is clamped to 1).
+            weights = targets / targets.sum(dim=1, keepdim=True).clamp_min(1)
+            loss = -(weights * log_probs).sum(dim=1).mean()
+        else:
+            onehot = F.one_hot(labels, self.num_classes).to(cosines.dtype)
+            loss = F.cross_entropy(self.scale * (cosines - self.margin * onehot), labels)
+        if self.quantization_weight:
+            signs = plus_minus_sign(outputs.detach())
+            quantization = (1 - F.cosine_similarity(outputs, signs, dim=1)).mean()
+            loss = loss + self.quantization_weight * quantization
+        return loss
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, scale={self.scale:g}, margin={self.margin:g}, "
+            f"quantization_weight={self.quantization_weight:g}"
+        )
