@@ -30,8 +30,11 @@ Nearest centres of the default codebooks (seed 0, ``max_rounds`` 200), in bits:
     16     200     random    4           best known code (Nordstrom-Robinson): 6
     24     200     random    6
     32     10      hadamard  16
+    32     200     random    10          CSQ asks for more than 8
     48     200     random    16
     64     200     random    24          Hadamard would give 32, for 128 classes
+    128    200     hadamard  64
+    200    200     random    84
     ====== ======= ========= =========== ========================================
 
 So at 16 bits and 200 classes the two nearest centres differ in only 4 of 16 bits (a quarter
@@ -63,7 +66,7 @@ CODEBOOK_METHODS = ("auto", "hadamard", "random")
 STATE_VERSION = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # a tensor field: == would be ambiguous
 class Codebook:
     """Hash centres and how they were made.
 
@@ -345,7 +348,7 @@ def _distance_summary(codes: np.ndarray) -> tuple[int | None, float | None]:
     x = codes.astype(np.float32)
     dist = (bits - x @ x.T) / 2
     pairs = dist[np.triu_indices(n, k=1)]
-    return int(pairs.min()), round(float(pairs.mean()), 4)
+    return int(pairs.min()), float(pairs.mean(dtype=np.float64))
 
 
 def centres_for(centres: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
