@@ -72,9 +72,11 @@ class Codebook:
 
     ``centres`` is a float32 (n_classes, bits) CPU tensor of +-1; row ``c`` is class ``c``'s
     centre. ``min_distance`` is the Hamming distance of the nearest two centres (``None`` for a
-    single class). ``target_distance`` is the minimum the search asked for first and
-    ``reached_distance`` the one it guaranteed (equal unless the target was lowered; both
-    ``None`` for Hadamard centres, which need no search).
+    single class) and ``mean_distance`` the mean over all pairs. ``balanced``: random centres
+    drawn with ``bits // 2`` bits at -1 (False for Hadamard rows, row 0 being all +1).
+    ``target_distance`` is the minimum the search asked for first and ``reached_distance`` the
+    one it guaranteed (equal unless the target was lowered; both ``None`` for Hadamard centres,
+    which need no search, and for a single class).
     """
 
     centres: torch.Tensor
@@ -159,16 +161,19 @@ class Codebook:
                 f"the codebook says {state.get('n_classes')} x {state.get('bits')} but its "
                 f"centres are {tuple(centres.shape)}"
             )
-        return cls(
-            centres=centres.to(device="cpu", dtype=torch.float32),
-            method=state["method"],
-            seed=int(state["seed"]),
-            min_distance=state["min_distance"],
-            mean_distance=state["mean_distance"],
-            balanced=bool(state["balanced"]),
-            target_distance=state.get("target_distance"),
-            reached_distance=state.get("reached_distance"),
-        )
+        try:
+            return cls(
+                centres=centres.to(device="cpu", dtype=torch.float32),
+                method=state["method"],
+                seed=int(state["seed"]),
+                min_distance=state["min_distance"],
+                mean_distance=state["mean_distance"],
+                balanced=bool(state["balanced"]),
+                target_distance=state["target_distance"],
+                reached_distance=state["reached_distance"],
+            )
+        except KeyError as error:
+            raise FormatError(f"the codebook entry lacks {error.args[0]!r}") from None
 
     def centres_for(self, labels: torch.Tensor) -> torch.Tensor:
         """Target centres of a batch; see :func:`centres_for`."""
@@ -237,7 +242,7 @@ def hash_centres(
     if method == "hadamard" or (method == "auto" and hadamard_fits):
         h = sylvester_hadamard(bits)
         codes = np.concatenate([h, -h])[:n_classes]
-        method, balanced, target, reached = "hadamard", True, None, None
+        method, balanced, target, reached = "hadamard", False, None, None
     else:
         # Too many classes for distinct balanced codes: drop the balance, keep distinctness.
         balanced = balanced and n_classes <= math.comb(bits, bits // 2)
@@ -260,39 +265,39 @@ def hash_centres(
 
 
 def _draw(rng: np.random.Generator, n: int, bits: int, balanced: bool) -> np.ndarray:
-    """(n, bits) float32 +-1 codes; balanced: each row a random arrangement of bits // 2 -1s."""
+    """(n, bits) int32 +-1 codes; balanced: each row a random arrangement of bits // 2 -1s.
+
+    Integer codes keep the small matrix products of the search out of BLAS, whose threads
+    cost more than they bring at these sizes (several times slower on a busy machine).
+    """
     if balanced:
         ranks = rng.random((n, bits)).argsort(axis=1).argsort(axis=1)
-        return np.where(ranks < bits // 2, -1.0, 1.0).astype(np.float32)
-    return np.where(rng.random((n, bits)) < 0.5, -1.0, 1.0).astype(np.float32)
+        return np.where(ranks < bits // 2, -1, 1).astype(np.int32)
+    return np.where(rng.random((n, bits)) < 0.5, -1, 1).astype(np.int32)
 
 
 def _meet(
-    codes: np.ndarray,
-    dist: np.ndarray,
-    target: int,
-    rng: np.random.Generator,
-    balanced: bool,
-    max_rounds: int,
+    codes: np.ndarray, target: int, rng: np.random.Generator, balanced: bool, max_rounds: int
 ) -> bool:
     """Redraw centres too close to an earlier one until no pair is nearer than ``target``.
 
-    Works in place on ``codes`` (n, bits) float32 and their distances ``dist`` (n, n), ``bits``
-    on the diagonal. A centre is redrawn when it is too close to one of a lower index, so that
-    centre 0 stays and the rest settle in order; only the distances of redrawn centres are
-    recomputed, one (k, bits) x (bits, n) product per round.
+    Works in place on ``codes``, int32 (n, bits). A centre is redrawn when it is nearer than
+    ``target`` to one of a lower index, so centre 0 stays and the rest settle in order. After
+    the first round only the redrawn centres' distances are computed, a (k, bits) x (bits, n)
+    product: a centre not redrawn can only have become too close to a redrawn one.
     """
     n, bits = codes.shape
-    earlier = np.tri(n, k=-1, dtype=bool)
+    index = np.arange(n)
+    close = (bits - codes @ codes.T) // 2 < target
+    bad = (close & (index[None, :] < index[:, None])).any(axis=1).nonzero()[0]
     for _ in range(max_rounds):
-        bad = ((dist < target) & earlier).any(axis=1).nonzero()[0]
         if bad.size == 0:
             return True
         codes[bad] = _draw(rng, bad.size, bits, balanced)
-        fresh = (bits - codes[bad] @ codes.T) / 2
-        dist[bad, :] = fresh
-        dist[:, bad] = fresh.T
-        dist[bad, bad] = bits
+        close = (bits - codes[bad] @ codes.T) // 2 < target  # (k, n)
+        redrawn_too_close = (close & (index[None, :] < bad[:, None])).any(axis=1)
+        later_too_close = (close & (index[None, :] > bad[:, None])).any(axis=0)
+        bad = np.union1d(bad[redrawn_too_close], later_too_close.nonzero()[0])
     return False
 
 
@@ -308,25 +313,23 @@ def _random_codes(
     codes = _draw(rng, n_classes, bits, balanced)
     if n_classes == 1:
         return codes, None, None
-    dist = (bits - codes @ codes.T) / 2
-    np.fill_diagonal(dist, bits)
     if min_distance is not None:
         target = min_distance
-        while target > 1 and not _meet(codes, dist, target, rng, balanced, max_rounds):
+        while target > 1 and not _meet(codes, target, rng, balanced, max_rounds):
             target -= 1
-        if target == 1 and not _meet(codes, dist, 1, rng, balanced, max_rounds):
+        if target == 1 and not _meet(codes, 1, rng, balanced, max_rounds):
             return _distinct_codes(n_classes, bits, rng), min_distance, 1
         return codes, min_distance, target
     # Climb from what the first draw gives, keeping the last codebook that met a target.
-    if not _meet(codes, dist, 1, rng, balanced, max_rounds):
+    if not _meet(codes, 1, rng, balanced, max_rounds):
         return _distinct_codes(n_classes, bits, rng), 1, 1
     # Balanced codes of an even bit count are always an even distance apart: an odd target
     # would only repeat the search for the even one above it.
     step = 2 if balanced and bits % 2 == 0 else 1
-    reached = int(dist.min())
+    reached = _distance_summary(codes)[0]
     best = codes.copy()
-    while reached + step <= bits and _meet(codes, dist, reached + step, rng, balanced, max_rounds):
-        reached = int(dist.min())
+    while reached + step <= bits and _meet(codes, reached + step, rng, balanced, max_rounds):
+        reached = _distance_summary(codes)[0]
         best = codes.copy()
     return best, reached, reached
 
@@ -345,8 +348,8 @@ def _distance_summary(codes: np.ndarray) -> tuple[int | None, float | None]:
     n, bits = codes.shape
     if n < 2:
         return None, None
-    x = codes.astype(np.float32)
-    dist = (bits - x @ x.T) / 2
+    x = codes.astype(np.int32)
+    dist = (bits - x @ x.T) // 2
     pairs = dist[np.triu_indices(n, k=1)]
     return int(pairs.min()), float(pairs.mean(dtype=np.float64))
 

@@ -45,6 +45,7 @@ def test_hadamard_rows_then_negations(n_classes, bits):
     expected = np.concatenate([hadamard(bits), -hadamard(bits)])[:n_classes]
     np.testing.assert_array_equal(codebook.centres.numpy(), expected)
     assert codebook.centres[0].eq(1).all()  # row 0 of a Sylvester matrix is all +1
+    assert not codebook.balanced and codebook.target_distance is None
 
 
 def test_hadamard_distances_by_hand():
@@ -163,6 +164,7 @@ def test_bad_state_is_a_format_error():
         {**state, "centres": torch.zeros(4, 8, dtype=torch.int8)},
         {**state, "centres": torch.ones(4, 9, dtype=torch.int8)},
         {**state, "method": "magic"},
+        {key: value for key, value in state.items() if key != "seed"},
         "not a dict",
     ):
         with pytest.raises(FormatError):
