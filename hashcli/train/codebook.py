@@ -27,12 +27,12 @@ Nearest centres of the default codebooks (seed 0, ``max_rounds`` 200), in bits:
     bits   classes method    nearest     for comparison
     ====== ======= ========= =========== ========================================
     12     200     random    2           CSQ asks for more than 3 (bits / 4)
-    16     200     random    4           best known code (Nordstrom-Robinson): 6
-    24     200     random    6
+    16     200     random    4           CSQ: more than 4; best code known: 6
+    24     200     random    6           CSQ asks for more than 6
     32     10      hadamard  16
     32     200     random    10          CSQ asks for more than 8
     48     200     random    16
-    64     200     random    24          Hadamard would give 32, for 128 classes
+    64     200     random    24          Hadamard rows (up to 128 classes): 32
     128    200     hadamard  64
     200    200     random    84
     ====== ======= ========= =========== ========================================
@@ -40,7 +40,11 @@ Nearest centres of the default codebooks (seed 0, ``max_rounds`` 200), in bits:
 So at 16 bits and 200 classes the two nearest centres differ in only 4 of 16 bits (a quarter
 of the code), and at 12 bits in 2: balanced codes of 12 bits with 200 classes cannot do
 better than 2 (a constant-weight code of length 12, weight 6 and distance 4 holds at most
-132 words). Most pairs are much farther apart (mean about ``bits / 2``).
+132 words). Most pairs are much farther apart (mean about ``bits / 2``). CSQ's criterion
+(nearest pair more than ``bits / 4`` apart) is out of reach of a random search at 12, 16 and
+24 bits with 200 classes; CSQ's code gives up after 20 draws and keeps the last, whatever its
+distances. At 16 bits the Nordstrom-Robinson code (256 words, 6 apart) would do better than
+any random search; it is not built here.
 
 The codebook is a plain record (:class:`Codebook`); :meth:`Codebook.to_state` and
 :meth:`Codebook.from_state` put it in a checkpoint (a tensor and builtins only) so that a
@@ -111,8 +115,9 @@ class Codebook:
         text = f"{self.n_classes} centres of {self.bits} bits, {how}"
         if self.min_distance is None:
             return text + ": a single centre"
+        unit = "bit" if self.min_distance == 1 else "bits"
         text += (
-            f": nearest centres {self.min_distance} bits apart "
+            f": nearest centres {self.min_distance} {unit} apart "
             f"({self.min_distance / self.bits:.0%} of the code), mean {self.mean_distance:.1f}"
         )
         if self.lowered:
@@ -181,6 +186,7 @@ class Codebook:
 
 
 def is_power_of_two(n: int) -> bool:
+    """Whether ``n`` is 1, 2, 4, 8..."""
     return n >= 1 and n & (n - 1) == 0
 
 
