@@ -44,7 +44,9 @@ better than 2 (a constant-weight code of length 12, weight 6 and distance 4 hold
 (nearest pair more than ``bits / 4`` apart) is out of reach of a random search at 12, 16 and
 24 bits with 200 classes; CSQ's code gives up after 20 draws and keeps the last, whatever its
 distances. At 16 bits the Nordstrom-Robinson code (256 words, 6 apart) would do better than
-any random search; it is not built here.
+any random search; it is not built here. Where Hadamard rows do not suffice (more than
+``2 * bits`` classes), CSQ's code keeps them for the first ``2 * bits`` classes and draws only
+the rest; here all centres are drawn, so that no class sits nearer its neighbours than others.
 
 The codebook is a plain record (:class:`Codebook`); :meth:`Codebook.to_state` and
 :meth:`Codebook.from_state` put it in a checkpoint (a tensor and builtins only) so that a
