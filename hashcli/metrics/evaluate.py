@@ -58,12 +58,8 @@ class PRCurve:
     queries_with_items: list[int]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "radius": self.radius,
-            "precision": self.precision,
-            "recall": self.recall,
-            "queries_with_items": self.queries_with_items,
-        }
+        """The JSON form: the four lists under their field names."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -230,11 +231,26 @@ def test_defaults_are_the_papers_and_references():
     assert _loss("hashnet").alpha == pytest.approx(10 / BITS)
     assert (hashnet.DEFAULTS.step_size, hashnet.DEFAULTS.gamma) == (200, 0.005)
     assert (hashnet.DEFAULTS.power, hashnet.DEFAULTS.init_scale) == (0.5, 1.0)
-    built = {name: _loss(name) for name in METHOD_NAMES}
+    built = {name: _loss(name).settings for name in METHOD_NAMES}
     assert built["csq"].quantization_weight == 1e-4
     assert (built["dpn"].margin, built["dpn"].regularization_weight) == (1.0, 0.1)
     assert (built["orthohash"].scale, built["orthohash"].margin) == (8.0, 0.2)
     assert built["greedyhash"].alpha == built["dpsh"].alpha == built["dsh"].alpha == 0.1
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "words"),
+    [
+        ("dpsh", {"margin": 1.0}, "the dpsh method has no option margin; its options: alpha"),
+        ("csq", {"alpha": 0.1}, "the csq method has no option alpha"),
+        ("dsh", {"alpha": -1.0}, "the dsh method's alpha must be >= 0, got -1.0"),
+        ("orthohash", {"scale": 0.0}, "the orthohash method's scale must be > 0, got 0.0"),
+        ("hashnet", {"step_size": 0}, "the hashnet method's step_size must be >= 1, got 0"),
+    ],
+)
+def test_an_option_the_method_lacks_or_a_value_out_of_bounds_names_the_method(name, options, words):
+    with pytest.raises(HashretError, match=re.escape(words)):
+        _loss(name, **options)
 
 
 # ------------------------------------------------------------------ values against oracles

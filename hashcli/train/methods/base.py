@@ -16,6 +16,9 @@ label (multi-hot), and use every ordered pair ``i != j`` of the batch.
 
 from __future__ import annotations
 
+from dataclasses import field, fields
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -45,7 +48,18 @@ class HashingLoss(nn.Module):
     #: What the loss applies to ``outputs`` before its formula (documentation and wiring).
     activation: str = "none"
 
-    def __init__(self, *, bits: int, num_classes: int) -> None:
+    #: The method's hyperparameters: a frozen dataclass whose defaults cite their source and
+    #: whose fields carry their lower bounds (:func:`at_least`).
+    settings_type: type = type(None)
+
+    def __init__(
+        self,
+        *,
+        bits: int,
+        num_classes: int,
+        codebook: torch.Tensor | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__()
         if bits < 1 or num_classes < 1:
             raise HashretError(
@@ -53,6 +67,13 @@ class HashingLoss(nn.Module):
             )
         self.bits = int(bits)
         self.num_classes = int(num_classes)
+        self.settings = make_settings(self.name, self.settings_type, options)
+        if self.needs_codebook:
+            self.register_buffer(
+                "codebook", check_codebook(codebook, bits=self.bits, num_classes=self.num_classes)
+            )
+        elif codebook is not None:
+            raise HashretError(f"the {self.name} method uses no codebook")
 
     @staticmethod
     def output_layer(bits: int) -> nn.Module:
@@ -107,7 +128,39 @@ class HashingLoss(nn.Module):
         raise NotImplementedError
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, num_classes={self.num_classes}"
+        shown = ", ".join(
+            f"{f.name}={getattr(self.settings, f.name)!r}" for f in fields(self.settings)
+        )
+        return f"bits={self.bits}, num_classes={self.num_classes}, {shown}"
+
+
+def at_least(default: Any, minimum: float, *, strictly: bool = False) -> Any:
+    """A settings field with its default and its lower bound (checked by :func:`make_settings`)."""
+    return field(default=default, metadata={"minimum": minimum, "strictly": strictly})
+
+
+def make_settings(method: str, settings_type: type, options: dict[str, Any]) -> Any:
+    """``settings_type(**options)``, every bound checked; an option the method does not have,
+    or a value out of bounds, is a HashretError naming the method."""
+    known = [f.name for f in fields(settings_type)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise HashretError(
+            f"the {method} method has no option {', '.join(unknown)}; its options: "
+            f"{', '.join(known) or 'none'}"
+        )
+    settings = settings_type(**options)
+    for f in fields(settings):
+        value, minimum = getattr(settings, f.name), f.metadata.get("minimum")
+        if value is None or minimum is None:
+            continue
+        strictly = f.metadata["strictly"]
+        if value < minimum or (strictly and value == minimum):
+            raise HashretError(
+                f"the {method} method's {f.name} must be {'>' if strictly else '>='} "
+                f"{minimum:g}, got {value}"
+            )
+    return settings
 
 
 def check_codebook(codebook: torch.Tensor | None, *, bits: int, num_classes: int) -> torch.Tensor:

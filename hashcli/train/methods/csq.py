@@ -20,19 +20,19 @@ The codebook itself (Hadamard rows or random balanced codes) comes from the call
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from hashcli.errors import HashretError
-from hashcli.train.methods.base import HashingLoss, check_codebook
+from hashcli.train.methods.base import HashingLoss, at_least
 from hashcli.train.methods.registry import register_method
 
 
 @dataclass(frozen=True)
 class CSQDefaults:
     #: lambda of the quantisation term; DeepHash-pytorch CSQ.py ``"lambda": 0.0001``.
-    quantization_weight: float = 1e-4
+    quantization_weight: float = at_least(1e-4, 0)
     #: Seed of the tie-break vector for multi-label centres (ours; the reference is unseeded).
     tie_seed: int = 0
 
@@ -59,25 +59,12 @@ class CSQLoss(HashingLoss):
     multi_label = True
     needs_codebook = True
     activation = "tanh"
+    settings_type = CSQDefaults
 
-    def __init__(
-        self,
-        *,
-        bits: int,
-        num_classes: int,
-        codebook: torch.Tensor | None,
-        quantization_weight: float = DEFAULTS.quantization_weight,
-        tie_seed: int = DEFAULTS.tie_seed,
-    ) -> None:
-        super().__init__(bits=bits, num_classes=num_classes)
-        if quantization_weight < 0:
-            raise HashretError(f"the quantisation weight must be >= 0, got {quantization_weight}")
-        self.quantization_weight = float(quantization_weight)
-        self.register_buffer(
-            "codebook", check_codebook(codebook, bits=bits, num_classes=num_classes)
-        )
-        generator = torch.Generator().manual_seed(tie_seed)
-        tie_break = torch.randint(0, 2, (bits,), generator=generator).float() * 2 - 1
+    def __init__(self, **arguments: Any) -> None:
+        super().__init__(**arguments)
+        generator = torch.Generator().manual_seed(self.settings.tie_seed)
+        tie_break = torch.randint(0, 2, (self.bits,), generator=generator).float() * 2 - 1
         self.register_buffer("tie_break", tie_break)
 
     def centres(self, labels: torch.Tensor) -> torch.Tensor:
@@ -90,7 +77,4 @@ class CSQLoss(HashingLoss):
         targets = (self.centres(labels) + 1) / 2
         center_loss = F.binary_cross_entropy_with_logits(2 * outputs, targets)
         u = torch.tanh(outputs)
-        return center_loss + self.quantization_weight * (u.abs() - 1).pow(2).mean()
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, quantization_weight={self.quantization_weight:g}"
+        return center_loss + self.settings.quantization_weight * (u.abs() - 1).pow(2).mean()

@@ -19,17 +19,16 @@ from dataclasses import dataclass
 
 import torch
 
-from hashcli.errors import HashretError
-from hashcli.train.methods.base import HashingLoss, check_codebook
+from hashcli.train.methods.base import HashingLoss, at_least
 from hashcli.train.methods.registry import register_method
 
 
 @dataclass(frozen=True)
 class DPNDefaults:
     #: cisip-FIRe dpn.py ``margin=1.``.
-    margin: float = 1.0
+    margin: float = at_least(1.0, 0)
     #: cisip-FIRe dpn.py ``reg=0.1``.
-    regularization_weight: float = 0.1
+    regularization_weight: float = at_least(0.1, 0)
 
 
 DEFAULTS = DPNDefaults()
@@ -42,39 +41,17 @@ class DPNLoss(HashingLoss):
     name = "dpn"
     multi_label = True
     needs_codebook = True
-
-    def __init__(
-        self,
-        *,
-        bits: int,
-        num_classes: int,
-        codebook: torch.Tensor | None,
-        margin: float = DEFAULTS.margin,
-        regularization_weight: float = DEFAULTS.regularization_weight,
-    ) -> None:
-        super().__init__(bits=bits, num_classes=num_classes)
-        if margin < 0 or regularization_weight < 0:
-            raise HashretError(
-                f"margin and regularisation weight must be >= 0, got {margin}, "
-                f"{regularization_weight}"
-            )
-        self.margin = float(margin)
-        self.regularization_weight = float(regularization_weight)
-        self.register_buffer(
-            "codebook", check_codebook(codebook, bits=bits, num_classes=num_classes)
-        )
+    settings_type = DPNDefaults
 
     def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if labels.ndim == 2:
             # (B, C): each item's polarisation loss against every class code, kept for its labels.
-            per_class = torch.relu(self.margin - outputs[:, None, :] * self.codebook[None]).sum(2)
+            per_class = torch.relu(
+                self.settings.margin - outputs[:, None, :] * self.codebook[None]
+            ).sum(2)
             polarization = (per_class * labels.to(per_class.dtype)).sum(1).mean()
         else:
-            polarization = torch.relu(self.margin - outputs * self.codebook[labels]).sum(1).mean()
-        return polarization + self.regularization_weight * outputs.pow(2).mean()
-
-    def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, margin={self.margin:g}, "
-            f"regularization_weight={self.regularization_weight:g}"
-        )
+            polarization = (
+                torch.relu(self.settings.margin - outputs * self.codebook[labels]).sum(1).mean()
+            )
+        return polarization + self.settings.regularization_weight * outputs.pow(2).mean()

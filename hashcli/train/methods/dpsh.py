@@ -21,15 +21,20 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from hashcli.errors import HashretError
-from hashcli.train.methods.base import HashingLoss, off_diagonal, plus_minus_sign, similarity
+from hashcli.train.methods.base import (
+    HashingLoss,
+    at_least,
+    off_diagonal,
+    plus_minus_sign,
+    similarity,
+)
 from hashcli.train.methods.registry import register_method
 
 
 @dataclass(frozen=True)
 class DPSHDefaults:
     #: DeepHash-pytorch DPSH.py ``"alpha": 0.1``.
-    alpha: float = 0.1
+    alpha: float = at_least(0.1, 0)
 
 
 DEFAULTS = DPSHDefaults()
@@ -41,12 +46,7 @@ class DPSHLoss(HashingLoss):
 
     name = "dpsh"
     multi_label = True
-
-    def __init__(self, *, bits: int, num_classes: int, alpha: float = DEFAULTS.alpha) -> None:
-        super().__init__(bits=bits, num_classes=num_classes)
-        if alpha < 0:
-            raise HashretError(f"alpha must be >= 0, got {alpha}")
-        self.alpha = float(alpha)
+    settings_type = DPSHDefaults
 
     def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pairs = off_diagonal(len(outputs), outputs.device)
@@ -55,7 +55,4 @@ class DPSHLoss(HashingLoss):
         per_pair = F.softplus(theta) - similar * theta
         likelihood = (per_pair * pairs).sum() / pairs.sum().clamp_min(1)
         quantization = (outputs - plus_minus_sign(outputs.detach())).pow(2).mean()
-        return likelihood + self.alpha * quantization
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, alpha={self.alpha:g}"
+        return likelihood + self.settings.alpha * quantization

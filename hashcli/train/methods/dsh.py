@@ -21,17 +21,18 @@ from dataclasses import dataclass
 
 import torch
 
-from hashcli.errors import HashretError
-from hashcli.train.methods.base import HashingLoss, off_diagonal, similarity
+from hashcli.train.methods.base import HashingLoss, at_least, off_diagonal, similarity
 from hashcli.train.methods.registry import register_method
 
 
 @dataclass(frozen=True)
 class DSHDefaults:
     #: The margin is this times the bit count: DSH paper ``m = 2k``, DeepHash-pytorch DSH.py.
-    margin_per_bit: float = 2.0
+    margin_per_bit: float = at_least(2.0, 0)
     #: DeepHash-pytorch DSH.py ``"alpha": 0.1``.
-    alpha: float = 0.1
+    alpha: float = at_least(0.1, 0)
+    #: The margin itself; None: ``margin_per_bit * bits``.
+    margin: float | None = at_least(None, 0)
 
 
 DEFAULTS = DSHDefaults()
@@ -43,21 +44,14 @@ class DSHLoss(HashingLoss):
 
     name = "dsh"
     multi_label = True
+    settings_type = DSHDefaults
 
-    def __init__(
-        self,
-        *,
-        bits: int,
-        num_classes: int,
-        margin: float | None = None,
-        alpha: float = DEFAULTS.alpha,
-    ) -> None:
-        super().__init__(bits=bits, num_classes=num_classes)
-        margin = DEFAULTS.margin_per_bit * bits if margin is None else margin
-        if margin < 0 or alpha < 0:
-            raise HashretError(f"margin and alpha must be >= 0, got {margin}, {alpha}")
-        self.margin = float(margin)
-        self.alpha = float(alpha)
+    @property
+    def margin(self) -> float:
+        """The contrastive margin: ``settings.margin``, else ``margin_per_bit * bits``."""
+        if self.settings.margin is not None:
+            return float(self.settings.margin)
+        return self.settings.margin_per_bit * self.bits
 
     def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pairs = off_diagonal(len(outputs), outputs.device)
@@ -68,7 +62,4 @@ class DSHLoss(HashingLoss):
         ).clamp_min(0)
         # Sum over pairs / count (clamped): a batch of one item gives 0, not NaN.
         pair_loss = (per_pair * pairs).sum() / pairs.sum().clamp_min(1)
-        return pair_loss + self.alpha * (outputs.abs() - 1).abs().mean()
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, margin={self.margin:g}, alpha={self.alpha:g}"
+        return pair_loss + self.settings.alpha * (outputs.abs() - 1).abs().mean()

@@ -19,20 +19,20 @@ Defaults (swuxyj/DeepHash-pytorch ``GreedyHash.py``, following ssppp/GreedyHash)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hashcli.errors import HashretError
-from hashcli.train.methods.base import HashingLoss, plus_minus_sign
+from hashcli.train.methods.base import HashingLoss, at_least, plus_minus_sign
 from hashcli.train.methods.registry import register_method
 
 
 @dataclass(frozen=True)
 class GreedyHashDefaults:
     #: DeepHash-pytorch GreedyHash.py ``"alpha": 0.1`` (1 for ImageNet in the same file).
-    alpha: float = 0.1
+    alpha: float = at_least(0.1, 0)
 
 
 DEFAULTS = GreedyHashDefaults()
@@ -61,19 +61,14 @@ class GreedyHashLoss(HashingLoss):
 
     name = "greedyhash"
     needs_classifier = True
+    settings_type = GreedyHashDefaults
 
-    def __init__(self, *, bits: int, num_classes: int, alpha: float = DEFAULTS.alpha) -> None:
-        super().__init__(bits=bits, num_classes=num_classes)
-        if alpha < 0:
-            raise HashretError(f"alpha must be >= 0, got {alpha}")
-        self.alpha = float(alpha)
-        self.classifier = nn.Linear(bits, num_classes, bias=False)
+    def __init__(self, **arguments: Any) -> None:
+        super().__init__(**arguments)
+        self.classifier = nn.Linear(self.bits, self.num_classes, bias=False)
 
     def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         codes = sign_straight_through(outputs)
         logits = F.linear(codes, self.classifier.weight.float())
         penalty = (outputs.abs() - 1).abs().pow(3).mean()
-        return F.cross_entropy(logits, labels) + self.alpha * penalty
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, alpha={self.alpha:g}"
+        return F.cross_entropy(logits, labels) + self.settings.alpha * penalty

@@ -26,27 +26,30 @@ Defaults: alpha = 10 / bits (thuml/HashNet ``sigmoid_param = 10 / hash_bit``, De
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from hashcli.errors import HashretError
-from hashcli.train.methods.base import HashingLoss, off_diagonal, similarity
+from hashcli.train.methods.base import HashingLoss, at_least, off_diagonal, similarity
 from hashcli.train.methods.registry import register_method
 
 
 @dataclass(frozen=True)
 class HashNetDefaults:
     #: alpha = this / bits: thuml/HashNet ``sigmoid_param = 10./hash_bit``.
-    alpha_times_bits: float = 10.0
+    alpha_times_bits: float = at_least(10.0, 0, strictly=True)
     #: thuml/HashNet network.py ``self.step_size = 200``.
-    step_size: int = 200
+    step_size: int = at_least(200, 1)
     #: thuml/HashNet network.py ``self.gamma = 0.005``.
-    gamma: float = 0.005
+    gamma: float = at_least(0.005, 0)
     #: thuml/HashNet network.py ``self.power = 0.5``.
     power: float = 0.5
     #: thuml/HashNet network.py ``self.init_scale = 1.0``.
-    init_scale: float = 1.0
+    init_scale: float = at_least(1.0, 0, strictly=True)
+    #: alpha itself; None: ``alpha_times_bits / bits``.
+    alpha: float | None = at_least(None, 0, strictly=True)
 
 
 DEFAULTS = HashNetDefaults()
@@ -83,32 +86,19 @@ class HashNetLoss(HashingLoss):
     name = "hashnet"
     multi_label = True
     needs_step = True
+    settings_type = HashNetDefaults
     activation = "tanh(beta x), beta from hashnet_beta(step)"
 
-    def __init__(
-        self,
-        *,
-        bits: int,
-        num_classes: int,
-        alpha: float | None = None,
-        step_size: int = DEFAULTS.step_size,
-        gamma: float = DEFAULTS.gamma,
-        power: float = DEFAULTS.power,
-        init_scale: float = DEFAULTS.init_scale,
-    ) -> None:
-        super().__init__(bits=bits, num_classes=num_classes)
-        alpha = DEFAULTS.alpha_times_bits / bits if alpha is None else alpha
-        if alpha <= 0 or step_size < 1 or gamma < 0 or init_scale <= 0:
-            raise HashretError(
-                f"alpha and init_scale must be > 0, step_size >= 1, gamma >= 0; got {alpha}, "
-                f"{init_scale}, {step_size}, {gamma}"
-            )
-        self.alpha = float(alpha)
-        self.step_size = int(step_size)
-        self.gamma = float(gamma)
-        self.power = float(power)
-        self.init_scale = float(init_scale)
+    def __init__(self, **arguments: Any) -> None:
+        super().__init__(**arguments)
         self.step = 0
+
+    @property
+    def alpha(self) -> float:
+        """The sigmoid's scale: ``settings.alpha``, else ``alpha_times_bits / bits``."""
+        if self.settings.alpha is not None:
+            return float(self.settings.alpha)
+        return self.settings.alpha_times_bits / self.bits
 
     def set_step(self, step: int) -> None:
         """Set the 0-based training step that fixes ``beta`` (call before each step)."""
@@ -119,12 +109,13 @@ class HashNetLoss(HashingLoss):
     @property
     def beta(self) -> float:
         """The tanh scale at the current step (:func:`hashnet_beta`)."""
+        settings = self.settings
         return hashnet_beta(
             self.step,
-            step_size=self.step_size,
-            gamma=self.gamma,
-            power=self.power,
-            init_scale=self.init_scale,
+            step_size=settings.step_size,
+            gamma=settings.gamma,
+            power=settings.power,
+            init_scale=settings.init_scale,
         )
 
     def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -140,4 +131,4 @@ class HashNetLoss(HashingLoss):
         return similar_mean + dissimilar_mean
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, alpha={self.alpha:g}, step={self.step}, beta={self.beta:g}"
+        return f"{super().extra_repr()}, step={self.step}, beta={self.beta:g}"

@@ -26,19 +26,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hashcli.errors import HashretError
-from hashcli.train.methods.base import HashingLoss, check_codebook, plus_minus_sign
+from hashcli.train.methods.base import HashingLoss, at_least, plus_minus_sign
 from hashcli.train.methods.registry import register_method
 
 
 @dataclass(frozen=True)
 class OrthoHashDefaults:
     #: kamwoh/orthohash orthohash.py ``s=8``.
-    scale: float = 8.0
+    scale: float = at_least(8.0, 0, strictly=True)
     #: kamwoh/orthohash orthohash.py ``m=0.2``.
-    margin: float = 0.2
+    margin: float = at_least(0.2, 0)
     #: kamwoh/orthohash orthohash.py ``quan=0`` (the term is off).
-    quantization_weight: float = 0.0
+    quantization_weight: float = at_least(0.0, 0)
 
 
 DEFAULTS = OrthoHashDefaults()
@@ -52,29 +51,7 @@ class OrthoHashLoss(HashingLoss):
     multi_label = True
     needs_codebook = True
     activation = "batchnorm"
-
-    def __init__(
-        self,
-        *,
-        bits: int,
-        num_classes: int,
-        codebook: torch.Tensor | None,
-        scale: float = DEFAULTS.scale,
-        margin: float = DEFAULTS.margin,
-        quantization_weight: float = DEFAULTS.quantization_weight,
-    ) -> None:
-        super().__init__(bits=bits, num_classes=num_classes)
-        if scale <= 0 or margin < 0 or quantization_weight < 0:
-            raise HashretError(
-                f"scale must be > 0, margin and quantisation weight >= 0; got {scale}, "
-                f"{margin}, {quantization_weight}"
-            )
-        self.scale = float(scale)
-        self.margin = float(margin)
-        self.quantization_weight = float(quantization_weight)
-        self.register_buffer(
-            "codebook", check_codebook(codebook, bits=bits, num_classes=num_classes)
-        )
+    settings_type = OrthoHashDefaults
 
     @staticmethod
     def output_layer(bits: int) -> nn.Module:
@@ -82,24 +59,19 @@ class OrthoHashLoss(HashingLoss):
         return nn.BatchNorm1d(bits)
 
     def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        scale, margin = self.settings.scale, self.settings.margin
         cosines = F.normalize(outputs, dim=1) @ F.normalize(self.codebook, dim=1).T
         if labels.ndim == 2:
             targets = labels.to(cosines.dtype)
-            log_probs = F.log_softmax(self.scale * (cosines - self.margin * targets), dim=1)
+            log_probs = F.log_softmax(scale * (cosines - margin * targets), dim=1)
             # Rows without any label spread nothing (their sum is clamped to 1).
             weights = targets / targets.sum(dim=1, keepdim=True).clamp_min(1)
             loss = -(weights * log_probs).sum(dim=1).mean()
         else:
             onehot = F.one_hot(labels, self.num_classes).to(cosines.dtype)
-            loss = F.cross_entropy(self.scale * (cosines - self.margin * onehot), labels)
-        if self.quantization_weight:
+            loss = F.cross_entropy(scale * (cosines - margin * onehot), labels)
+        if self.settings.quantization_weight:
             signs = plus_minus_sign(outputs.detach())
             quantization = (1 - F.cosine_similarity(outputs, signs, dim=1)).mean()
-            loss = loss + self.quantization_weight * quantization
+            loss = loss + self.settings.quantization_weight * quantization
         return loss
-
-    def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, scale={self.scale:g}, margin={self.margin:g}, "
-            f"quantization_weight={self.quantization_weight:g}"
-        )

@@ -56,9 +56,6 @@ def create_method_loss(
     ``codebook`` ((num_classes, bits) +-1) is required by the methods with ``needs_codebook``
     and refused by the others.
     """
-    cls = get_method(name)
-    if cls.needs_codebook:
-        return cls(bits=bits, num_classes=num_classes, codebook=codebook, **hyperparameters)
-    if codebook is not None:
-        raise HashretError(f"the {name} method uses no codebook")
-    return cls(bits=bits, num_classes=num_classes, **hyperparameters)
+    return get_method(name)(
+        bits=bits, num_classes=num_classes, codebook=codebook, **hyperparameters
+    )
