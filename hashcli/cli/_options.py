@@ -125,6 +125,12 @@ def complete_backbone(incomplete: str) -> list[str]:
     return _prefix(BACKBONE_NAMES, incomplete)
 
 
+def complete_method(incomplete: str) -> list[str]:
+    from hashcli.train.names import METHOD_NAMES
+
+    return _prefix(METHOD_NAMES, incomplete)
+
+
 def complete_miner(incomplete: str) -> list[str]:
     from hashcli.train.names import MINER_NAMES
 

@@ -37,8 +37,8 @@ class RichTrainObserver(TrainObserver):
 
     def start(self, info: dict[str, Any]) -> None:
         self.message(
-            f"Run {info['run_dir']} on {info['device']}: {info['epochs']} epochs x "
-            f"{info['steps_per_epoch']} steps, batch {info['batch']}, lr {info['lr']:g} "
+            f"Run {info['run_dir']} ({info['method']}) on {info['device']}: {info['epochs']} "
+            f"epochs x {info['steps_per_epoch']} steps, batch {info['batch']}, lr {info['lr']:g} "
             f"({info['schedule']}, {info['warmup_steps']} warmup steps); images: "
             f"train {info['train']}, val {info['val']}, test {info['test']}"
         )

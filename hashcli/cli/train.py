@@ -17,11 +17,14 @@ from hashcli.cli._options import (
     SeedOpt,
     WorkdirOpt,
     complete_backbone,
+    complete_method,
     complete_miner,
     complete_run,
     complete_schedule,
 )
 from hashcli.cli._output import Output
+from hashcli.errors import HashretError
+from hashcli.train.names import DEFAULT_METHOD
 
 
 def train_command(
@@ -56,19 +59,48 @@ def train_command(
             help="Input size in pixels (default: 32 for digits, 224 otherwise).", show_default=False
         ),
     ] = None,
-    loss: Annotated[
+    method: Annotated[
         str,
         typer.Option(
-            help="Triplet mining: batch-all (the original), batch-hard or semi-hard.",
-            autocompletion=complete_miner,
+            help="Hashing method: triplet (the original), orthohash, csq, dpn, greedyhash, dsh, "
+            "dpsh or hashnet; each with its paper's defaults (docs/methods.md).",
+            autocompletion=complete_method,
         ),
-    ] = "batch-all",
+    ] = DEFAULT_METHOD,
+    miner: Annotated[
+        str | None,
+        typer.Option(
+            help="Triplet mining (triplet only): batch-all (default, the original), batch-hard "
+            "or semi-hard.",
+            autocompletion=complete_miner,
+            show_default=False,
+        ),
+    ] = None,
     margin: Annotated[
-        float | None, typer.Option(help="Triplet margin (default: bits/4).", show_default=False)
+        float | None,
+        typer.Option(
+            help="The method's margin (triplet: bits/4; orthohash 0.2; dpn 1; dsh 2 x bits).",
+            show_default=False,
+        ),
     ] = None,
     quantization: Annotated[
-        float, typer.Option(help="Weight of the term pulling outputs toward +-1.")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            help="Weight of the method's term pulling outputs toward +-1 (triplet 0, "
+            "orthohash 0, csq 1e-4, greedyhash 0.1, dsh 0.1, dpsh 0.1).",
+            show_default=False,
+        ),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="A setting of the method, NAME=VALUE (repeatable), e.g. -o scale=16 for "
+            "orthohash; an unknown name lists the method's settings.",
+            show_default=False,
+        ),
+    ] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the hash head.")] = 1e-3,
     backbone_lr_mult: Annotated[
         float, typer.Option(help="Backbone learning rate as a multiple of --lr.")
@@ -157,9 +189,11 @@ def train_command(
         batch_size=batch_size,
         per_class=per_class,
         image_size=image_size,
-        miner=loss,
+        method=method,
+        miner=miner,
         margin=margin,
         quantization_weight=quantization,
+        method_options=_method_options(option or []),
         lr=lr,
         backbone_lr_mult=backbone_lr_mult,
         schedule=schedule,
@@ -197,3 +231,17 @@ def train_command(
             f"Skipped {len(result.skipped_images)} unreadable image(s); listed in "
             f"{result.run_dir / 'config.json'}"
         )
+
+
+def _method_options(texts: list[str]) -> dict[str, str]:
+    """``--option NAME=VALUE`` texts as ``{NAME: VALUE}`` (the method converts the values)."""
+    options: dict[str, str] = {}
+    for text in texts:
+        name, equals, value = text.partition("=")
+        name = name.strip().replace("-", "_")
+        if not equals or not name:
+            raise HashretError(f"--option takes NAME=VALUE, got {text!r}")
+        if name in options:
+            raise HashretError(f"--option {name} is given twice")
+        options[name] = value.strip()
+    return options

@@ -139,6 +139,7 @@ def model_from_state(state: Mapping[str, Any], *, source: str = "checkpoint") ->
             config["bits"],
             pretrained=False,
             image_size=config.get("image_size"),
+            output_layer=config.get("output_layer", "none"),
         )
     except KeyError as error:
         raise FormatError(f"{source}: model_config lacks {error}") from None

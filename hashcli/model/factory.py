@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from hashcli.errors import HashretError
-from hashcli.model.hashnet import HashNet
+from hashcli.model.hashnet import HashNet, check_output_layer
 from hashcli.model.names import check_whole_byte_bits
 from hashcli.model.registry import get_backbone_spec
 from hashcli.model.state_dict import load_backbone_state, read_state_dict
@@ -21,6 +21,7 @@ def create_model(
     pretrained: bool = True,
     weights: Path | str | None = None,
     image_size: int | None = None,
+    output_layer: str = "none",
     download_timeout: float = 5.0,
 ) -> HashNet:
     """Build backbone ``name`` with a ``bits``-bit hash head.
@@ -39,7 +40,8 @@ def create_model(
     ``tiny`` has no pretrained weights, so ``pretrained=True`` is ignored for it (the config
     records ``init: "random"``). The head is always freshly initialised.
     ``image_size`` defaults to the backbone's native size; a ViT built at another size
-    interpolates its pretrained position embeddings.
+    interpolates its pretrained position embeddings. ``output_layer``: what follows the head
+    (:data:`hashcli.model.hashnet.OUTPUT_LAYERS`; a training method says which it needs).
     """
     spec = get_backbone_spec(name)
     check_whole_byte_bits(bits)
@@ -48,6 +50,7 @@ def create_model(
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
         raise HashretError(f"image size must be an integer >= 8, got {image_size!r}")
 
+    check_output_layer(output_layer)
     # Resolve the weights file first, so a missing file fails before any slow construction.
     state: dict[str, torch.Tensor] | None = None
     if weights is not None:
@@ -67,5 +70,11 @@ def create_model(
     backbone = spec.build(image_size)
     if state is not None:
         load_backbone_state(spec, backbone, state, source=str(weights or spec.pretrained_weights))
-    config = {"backbone": name, "bits": bits, "image_size": image_size, "init": init}
+    config = {
+        "backbone": name,
+        "bits": bits,
+        "image_size": image_size,
+        "output_layer": output_layer,
+        "init": init,
+    }
     return HashNet(backbone, spec.feature_dim, bits, config=config)

@@ -1,4 +1,11 @@
-"""The hashing network: backbone -> Linear(features, bits) -> tanh; the code is the sign."""
+"""The hashing network: backbone -> Linear(features, bits) -> output layer; the code is the sign.
+
+The network's output is the hash layer's real-valued output *before* any activation: each
+training method applies its own (tanh for the triplet loss, CSQ and HashNet, none for DPN or
+DSH; see :mod:`hashcli.train.methods`), and none changes the sign, so the code is the sign of
+the output for every method. The output layer is ``"none"`` (identity) or ``"batchnorm"``
+(OrthoHash's ``BatchNorm1d(bits)`` after the linear head).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,30 @@ from hashcli.model.names import check_whole_byte_bits
 #: Config keys that fix the architecture (and so enter the fingerprint); other keys, such as
 #: ``init`` (where the starting weights came from), are provenance only.
 ARCHITECTURE_KEYS = ("backbone", "bits", "feature_dim", "image_size")
+#: Architecture keys added later, with the value every earlier model had: they enter the
+#: fingerprint only when they differ from it, so earlier models keep their fingerprints.
+LATER_ARCHITECTURE_KEYS = {"output_layer": "none"}
+
+#: The layers a model can put after its linear head, by name.
+OUTPUT_LAYERS = ("none", "batchnorm")
+
+
+def check_output_layer(name: str) -> str:
+    """``name`` when it is one of :data:`OUTPUT_LAYERS`, else HashretError."""
+    if name not in OUTPUT_LAYERS:
+        from hashcli.errors import HashretError
+
+        raise HashretError(
+            f"unknown output layer {name!r}; choose one of: {', '.join(OUTPUT_LAYERS)}"
+        )
+    return name
+
+
+def output_layer(name: str, bits: int) -> nn.Module:
+    """The layer named ``name`` (one of :data:`OUTPUT_LAYERS`) for ``bits`` outputs."""
+    if check_output_layer(name) == "batchnorm":
+        return nn.BatchNorm1d(bits)
+    return nn.Identity()
 
 
 def sign_codes(outputs: torch.Tensor) -> torch.Tensor:
@@ -42,16 +73,20 @@ def state_dict_digest(state: Mapping[str, torch.Tensor]) -> str:
 def config_digest(config: Mapping[str, Any]) -> str:
     """sha256 (hex) of the architecture keys of a model config, as canonical JSON."""
     arch = {key: config.get(key) for key in ARCHITECTURE_KEYS}
+    for key, earlier in LATER_ARCHITECTURE_KEYS.items():
+        if config.get(key, earlier) != earlier:
+            arch[key] = config[key]
     return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()
 
 
 class HashNet(nn.Module):
-    """``backbone -> Linear(feature_dim, bits) -> tanh``.
+    """``backbone -> Linear(feature_dim, bits) -> output layer``.
 
-    ``forward(x)``: images (N, 3, S, S) float -> (N, bits) float in (-1, 1).
+    ``forward(x)``: images (N, 3, S, S) float -> (N, bits) float, the pre-activation output
+    (see the module docstring).
     ``encode(x)``: images -> codes (N, bits) torch.bool, True for an output >= 0.
     ``config``: the dict that rebuilds the model with :func:`hashcli.model.factory.create_model`
-    (``backbone``, ``bits``, ``feature_dim``, ``image_size``, ``init``).
+    (``backbone``, ``bits``, ``feature_dim``, ``image_size``, ``output_layer``, ``init``).
     ``fingerprint()``: ``"<config 8 hex>-<weights 16 hex>"``, stable across save/load and
     devices, different for different architectures or weights.
     """
@@ -71,11 +106,13 @@ class HashNet(nn.Module):
         self._config: dict[str, Any] = {
             "backbone": type(backbone).__name__,
             "image_size": None,
+            "output_layer": "none",
             "init": "random",
             **(config or {}),
             "bits": bits,
             "feature_dim": feature_dim,
         }
+        self.output = output_layer(self._config["output_layer"], bits)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -91,7 +128,7 @@ class HashNet(nn.Module):
         return self._config["feature_dim"]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.head(self.backbone(images)))
+        return self.output(self.head(self.backbone(images)))
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

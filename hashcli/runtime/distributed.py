@@ -177,6 +177,18 @@ class Distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
         return tensor.cpu().tolist()
 
+    def average_gradients(self, parameters: Sequence[torch.nn.Parameter]) -> None:
+        """Replace each parameter's gradient by its mean over the ranks (what DDP does for the
+        parameters of the module it wraps); parameters without a gradient are left alone."""
+        if not self.is_distributed:
+            return
+        import torch.distributed as dist
+
+        for parameter in parameters:
+            if parameter.grad is not None:
+                dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+                parameter.grad.div_(self.world_size)
+
     def broadcast_buffers(self, module: torch.nn.Module, src: int = 0) -> None:
         """Copy rank ``src``'s buffers (BatchNorm running statistics) into every rank's module.
 

@@ -182,10 +182,6 @@ class Codebook:
         except KeyError as error:
             raise FormatError(f"the codebook entry lacks {error.args[0]!r}") from None
 
-    def centres_for(self, labels: torch.Tensor) -> torch.Tensor:
-        """Target centres of a batch; see :func:`centres_for`."""
-        return centres_for(self.centres, labels)
-
 
 def is_power_of_two(n: int) -> bool:
     """Whether ``n`` is 1, 2, 4, 8..."""
@@ -360,36 +356,3 @@ def _distance_summary(codes: np.ndarray) -> tuple[int | None, float | None]:
     dist = (bits - x @ x.T) // 2
     pairs = dist[np.triu_indices(n, k=1)]
     return int(pairs.min()), float(pairs.mean(dtype=np.float64))
-
-
-def centres_for(centres: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Target centre of each item of a batch: float32 (B, bits) +-1, on ``centres``' device.
-
-    ``centres`` is (C, bits) +-1 float; ``labels`` either int64 (B,) class indices, or bool
-    (B, C) multi-hot rows (CSQ's multi-label form), whose centre is the sign of the sum of their
-    classes' centres, a tie (sum 0) counting as +1 as everywhere in hashret (CSQ's code breaks
-    ties with a fixed random +-1 vector instead). A multi-hot row without any label, a class
-    index out of range, or any other dtype or shape is a HashretError.
-    """
-    labels = torch.as_tensor(labels, device=centres.device)
-    n_classes = centres.shape[0]
-    if labels.ndim == 1 and not labels.is_floating_point() and labels.dtype != torch.bool:
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
-            raise HashretError(
-                f"class indices must lie in 0..{n_classes - 1}, got "
-                f"{int(labels.min())}..{int(labels.max())}"
-            )
-        return centres[labels.long()].to(torch.float32)
-    if labels.ndim == 2 and labels.dtype == torch.bool and labels.shape[1] == n_classes:
-        empty = ~labels.any(dim=1)
-        if bool(empty.any()):
-            raise HashretError(
-                f"multi-hot label row {int(empty.nonzero()[0, 0])} has no class; a centre needs "
-                f"at least one"
-            )
-        summed = labels.to(centres.dtype) @ centres
-        return torch.where(summed >= 0, 1.0, -1.0).to(torch.float32)
-    raise HashretError(
-        f"labels must be int64 (batch,) class indices or bool (batch, {n_classes}) multi-hot "
-        f"rows, got {tuple(labels.shape)} {labels.dtype}"
-    )

@@ -8,8 +8,10 @@ it back with these defaults for any key an older run did not record, so that the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from hashcli.train.names import DEFAULT_METHOD
 
 #: Epochs when ``--epochs`` is not given: per dataset, else :data:`DEFAULT_EPOCHS_OTHER`.
 DEFAULT_EPOCHS = {"digits": 15}
@@ -30,11 +32,14 @@ class TrainConfig:
     batch_size: int = 64
     per_class: int = 4
     image_size: int | None = None
-    loss: str = "triplet"
-    miner: str = "batch-all"
+    #: The hashing method (:data:`hashcli.train.names.METHOD_NAMES`).
+    method: str = DEFAULT_METHOD
+    #: The shared options (None: the method's default); a method without the idea refuses one.
+    miner: str | None = None
     margin: float | None = None
-    reduction: str = "all"
-    quantization_weight: float = 0.0
+    quantization_weight: float | None = None
+    #: The method's own settings as given, ``name -> text`` (``--option name=value``).
+    method_options: dict[str, str] = field(default_factory=dict)
     lr: float = 1e-3
     backbone_lr_mult: float = 1.0
     schedule: str = "cosine"
@@ -57,8 +62,23 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> TrainConfig:
         """A config from a saved dict: unknown keys ignored, missing ones at their defaults."""
+        values = dict(values or {})
+        if "method" not in values:
+            # Runs from before the methods were added all trained the triplet loss, whose
+            # averaging (``reduction``) was a setting of its own.
+            values["method"] = "triplet"
+            if values.get("reduction", "all") != "all":
+                values["method_options"] = {"reduction": str(values["reduction"])}
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in dict(values or {}).items() if k in known})
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def method_shared_options(self) -> dict[str, Any]:
+        """The shared options as :func:`hashcli.train.methods.method_overrides` takes them."""
+        return {
+            "margin": self.margin,
+            "quantization": self.quantization_weight,
+            "miner": self.miner,
+        }
 
     def default_epochs(self) -> int:
         """``epochs``, else the dataset's default."""

@@ -26,7 +26,7 @@ from torch import nn
 from hashcli.errors import HashretError
 from hashcli.train.distances import BaseDistance, SquaredL2Distance
 from hashcli.train.miners import BaseMiner, BatchAllMiner, build_miner
-from hashcli.train.names import LOSS_NAMES, REDUCTION_NAMES
+from hashcli.train.names import REDUCTION_NAMES
 
 
 @dataclass
@@ -137,7 +137,6 @@ def default_margin(bits: int) -> float:
 
 
 def build_loss(
-    name: str = "triplet",
     *,
     bits: int,
     miner: str = "batch-all",
@@ -145,12 +144,11 @@ def build_loss(
     reduction: str = "all",
     quantization_weight: float = 0.0,
 ) -> MetricLoss:
-    """A loss by name (``LOSS_NAMES``) with a miner by name (``MINER_NAMES``).
+    """A triplet loss with a miner by name (``MINER_NAMES``); training uses it through the
+    ``triplet`` method (:mod:`hashcli.train.methods.triplet`).
 
     ``margin`` defaults to :func:`default_margin` of ``bits``.
     """
-    if name not in LOSS_NAMES:
-        raise HashretError(f"unknown loss {name!r}; choose one of: {', '.join(LOSS_NAMES)}")
     return TripletMarginLoss(
         default_margin(bits) if margin is None else margin,
         miner=build_miner(miner),

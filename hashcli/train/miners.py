@@ -101,6 +101,4 @@ def build_miner(name: str) -> BaseMiner:
     try:
         return _MINERS[name]()
     except KeyError:
-        raise HashretError(
-            f"unknown triplet mining {name!r}; choose one of: {', '.join(_MINERS)}"
-        ) from None
+        raise HashretError(f"unknown miner {name!r}; choose one of: {', '.join(_MINERS)}") from None

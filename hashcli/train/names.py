@@ -4,13 +4,23 @@ with these (a test checks)."""
 
 from __future__ import annotations
 
-#: Metric losses (each takes a miner and a distance).
-LOSS_NAMES: tuple[str, ...] = ("triplet",)
-#: Online triplet mining inside a batch; ``batch-all`` is the original project's.
+#: Online triplet mining inside a batch (the triplet method's ``--miner``); ``batch-all`` is the
+#: original project's.
 MINER_NAMES: tuple[str, ...] = ("batch-all", "batch-hard", "semi-hard")
 #: How per-triplet losses are averaged: over all mined triplets (the original) or the non-zero.
 REDUCTION_NAMES: tuple[str, ...] = ("all", "nonzero")
 #: Learning-rate schedules; ``inverse-sqrt`` is the original (XLM's AdamInverseSqrtWithWarmup).
 SCHEDULE_NAMES: tuple[str, ...] = ("inverse-sqrt", "cosine", "constant")
 #: Deep-hashing methods (:mod:`hashcli.train.methods`), each a loss with its defaults.
-METHOD_NAMES: tuple[str, ...] = ("csq", "dpn", "dpsh", "dsh", "greedyhash", "hashnet", "orthohash")
+METHOD_NAMES: tuple[str, ...] = (
+    "csq",
+    "dpn",
+    "dpsh",
+    "dsh",
+    "greedyhash",
+    "hashnet",
+    "orthohash",
+    "triplet",
+)
+#: The method ``hashret train`` uses unless told (chosen by measurement: docs/results.md).
+DEFAULT_METHOD = "triplet"

@@ -43,6 +43,7 @@ def build_optimizer(
     lr: float = 1e-3,
     *,
     backbone_lr_mult: float = 1.0,
+    loss: nn.Module | None = None,
     betas: tuple[float, float] = (0.9, 0.98),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
@@ -50,8 +51,10 @@ def build_optimizer(
     """Adam over the trainable parameters of ``model`` in groups ``backbone`` and ``head``.
 
     Parameters named ``backbone.*`` get ``lr * backbone_lr_mult`` (1.0, the original's single
-    lr, by default); all others (the hash head) get ``lr``. Empty groups are left out; each
-    group carries its ``name``. Defaults are the original's: lr 1e-3, betas (0.9, 0.98).
+    lr, by default); all others (the hash head) get ``lr``, as do the trainable parameters of
+    ``loss`` (a method's own classifier, GreedyHash's), which must be trained with the model.
+    Empty groups are left out; each group carries its ``name``. Defaults are the original's:
+    lr 1e-3, betas (0.9, 0.98).
     """
     if lr <= 0 or backbone_lr_mult < 0:
         raise HashretError(
@@ -61,6 +64,8 @@ def build_optimizer(
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             (backbone if name.startswith("backbone.") else head).append(parameter)
+    if loss is not None:
+        head += [parameter for parameter in loss.parameters() if parameter.requires_grad]
     groups = [
         {"name": "backbone", "params": backbone, "lr": lr * backbone_lr_mult},
         {"name": "head", "params": head, "lr": lr},

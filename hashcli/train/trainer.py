@@ -107,6 +107,9 @@ class EpochStats:
 class TrainHook:
     """What a :class:`Trainer` calls around its steps; each method does nothing by default."""
 
+    def start_of_iteration_hook(self, trainer: Trainer) -> None:
+        """Before every batch; ``trainer.state.step`` is the 0-based step about to be taken."""
+
     def end_of_iteration_hook(self, trainer: Trainer, stats: dict[str, float]) -> None:
         """After every batch; ``stats`` as the observer's ``step`` gets them."""
 
@@ -122,7 +125,10 @@ class Trainer:
     """Trains ``model`` for ``epochs`` of ``steps_per_epoch`` steps (see the module docstring).
 
     ``forward`` is what the steps call (``model``, or it wrapped in DDP and/or compiled);
-    checkpoints and validation use ``model``. ``loader`` yields
+    checkpoints and validation use ``model``. ``loss_fn(outputs, labels)`` is a method's loss
+    (:mod:`hashcli.train.methods`); when it is a module with trainable parameters of its own,
+    the optimiser must hold them too, and under torchrun their gradients are averaged over the
+    processes after every backward (DDP does the model's). ``loader`` yields
     :class:`~hashcli.data.torch_data.ImageBatch` es in the order of ``sampler``, the P x K
     batch sampler whose ``set_epoch`` starts each epoch. ``dist``: the processes (None: this
     one alone, on ``device``). ``observer`` gets the progress (give the default, silent one
@@ -166,6 +172,12 @@ class Trainer:
         self.observer = observer or TrainObserver()
         self.state = state or TrainState()
         self.stopped = False  # max_steps reached
+        # Trainable parameters of the loss itself (GreedyHash's classifier), if any.
+        self._loss_parameters = (
+            [p for p in loss_fn.parameters() if p.requires_grad]
+            if isinstance(loss_fn, torch.nn.Module)
+            else []
+        )
 
     @property
     def lr(self) -> float:
@@ -199,6 +211,8 @@ class Trainer:
         loss_sum, loss_count, images = 0.0, 0, 0
         start = time.perf_counter()
         for batch in self._batches():
+            for hook in self.hooks:
+                hook.start_of_iteration_hook(self)
             usable = len(batch.labels) >= 2
             if dist.is_distributed and self.skip_bad_images:
                 # DDP needs every rank in every backward: all skip a step if one must.
@@ -270,6 +284,9 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.dist.is_distributed and self._loss_parameters:
+            # DDP averages the model's gradients; a loss's own (a classifier) are averaged here.
+            self.dist.average_gradients(self._loss_parameters)
         self.optimizer.step()
         return float(loss.detach()), len(labels)
 
@@ -281,7 +298,8 @@ def _rate(images: int, seconds: float) -> float:
 class CheckpointHook(TrainHook):
     """Saves the training state at ``last_path`` after every epoch and on an interrupt.
 
-    A checkpoint holds the model (:func:`~hashcli.model.checkpoint.model_state`), the
+    A checkpoint holds the model (:func:`~hashcli.model.checkpoint.model_state`), the loss's
+    own state when it has one (``loss``: a classifier's weights, hash centres), the
     optimiser, scheduler and sampler states, the random state (``rng``), the
     :class:`TrainState` figures (``epoch`` and the sampler's position: where to continue) and
     ``extra`` (the run's settings). Under torchrun :meth:`save` is collective: rank 0 writes,
@@ -310,6 +328,11 @@ class CheckpointHook(TrainHook):
             "skipped_images": state.skipped_images,
             **self.extra,
         }
+        if isinstance(trainer.loss_fn, torch.nn.Module):
+            # A loss's parameters and buffers (a classifier, hash centres), if it has any.
+            loss_state = trainer.loss_fn.state_dict()
+            if loss_state:
+                checkpoint["loss"] = loss_state
         if rng_per_rank is not None:
             checkpoint["rng_per_rank"] = rng_per_rank
         return checkpoint
@@ -330,6 +353,8 @@ class CheckpointHook(TrainHook):
     def restore(self, trainer: Trainer, checkpoint: Mapping[str, Any]) -> None:
         """Continue ``trainer`` from ``checkpoint`` (its model already loaded): optimiser,
         scheduler, sampler, this process's random state, the :class:`TrainState`."""
+        if "loss" in checkpoint and isinstance(trainer.loss_fn, torch.nn.Module):
+            trainer.loss_fn.load_state_dict(checkpoint["loss"])
         trainer.optimizer.load_state_dict(checkpoint["optimizer"])
         trainer.scheduler.load_state_dict(checkpoint["scheduler"])
         trainer.sampler.load_state_dict(checkpoint["sampler"])
@@ -413,6 +438,17 @@ class ValidationHook(TrainHook):
         return record
 
 
+class LossStepHook(TrainHook):
+    """Tells a loss whose formula moves with the training step (HashNet's continuation) the
+    step about to be taken: ``set_step(step)`` before every batch, a resumed run included."""
+
+    def __init__(self, set_step: Callable[[int], None]) -> None:
+        self.set_step = set_step
+
+    def start_of_iteration_hook(self, trainer: Trainer) -> None:
+        self.set_step(trainer.state.step)
+
+
 class _Interrupt:
     """Turns SIGTERM into KeyboardInterrupt while training, so both save ``last.pt``."""
 
@@ -433,6 +469,7 @@ class _Interrupt:
 __all__ = [
     "CheckpointHook",
     "EpochStats",
+    "LossStepHook",
     "TrainHook",
     "TrainState",
     "Trainer",

@@ -1,7 +1,9 @@
-"""The training run: P x K batches, triplet loss, validation-based model selection, final codes.
+"""The training run: P x K batches, a hashing method, validation-based model selection, codes.
 
 :func:`train` is what ``hashret train`` calls. It creates (or resumes) a run folder in the
-workdir (see :mod:`hashcli.workflows.runs` for the layout), trains, selects the best model on the
+workdir (see :mod:`hashcli.workflows.runs` for the layout), trains with the method of the
+config (:mod:`hashcli.train.methods`: its loss, its model output layer, its hash centres,
+saved in the checkpoints and described in config.json), selects the best model on the
 validation split (tie-aware mAP of validation queries against the rest of the train split),
 then encodes the whole train split (database) and the test split (queries) with the best model
 and scores the test split once. The test split is never used to choose anything.
@@ -60,8 +62,9 @@ if TYPE_CHECKING:
     from hashcli.model.hashnet import HashNet
     from hashcli.model.inference import EncodedImages
     from hashcli.runtime.distributed import Distributed
+    from hashcli.train.methods import BuiltMethod
     from hashcli.train.recipe import Recipe
-    from hashcli.train.trainer import CheckpointHook, Trainer, ValidationHook
+    from hashcli.train.trainer import Trainer, TrainHook
 
 
 @dataclass
@@ -137,24 +140,29 @@ def _train(
     # Progress bars and messages come from rank 0 only.
     obs = (observer or TrainObserver()) if dist.is_main else TrainObserver()
     wd = runs.resolve_workdir(workdir)
+    overrides = _method_overrides(config)  # a bad method option fails before anything else
     with contextlib.ExitStack() as lock:  # rank 0 holds the run's writer lock in it
         # Rank 0 checks the folder (and locks a run to resume) and names it for everyone.
         run_dir = runs.RunDir(dist.run_on_main(lambda: _prepare_run(config, wd, run, resume, lock)))
         checkpoint = None
         if resume:
             config, checkpoint = _resume(run_dir, config, dist, obs)
+            overrides = _method_overrides(config)
         workers = _use_cores(config, dist)
         # Each rank its own augmentation stream; DDP copies rank 0's initial weights to all.
         seed_everything(config.seed + dist.rank)
         dataset, splits = _load_data(config, obs)
+        method = _method(config, overrides, dataset, checkpoint)
         labels = [r.label for r in splits["train"]]
         recipe = resolve_recipe(
             config, labels, default_image_size=dataset.image_size, world_size=dist.world_size
         )
-        model = _initial_model(config, recipe, dist, checkpoint, run_dir)
-        parts = _build_parts(config, recipe, dist, model, splits["train"], dataset.hflip, workers)
+        model = _initial_model(config, recipe, dist, checkpoint, run_dir, method)
+        parts = _build_parts(
+            config, recipe, dist, model, method, splits["train"], dataset.hflip, workers
+        )
         encode = _encoder(config, dist, recipe.image_size, workers, obs)
-        validation, checkpoints = _hooks(config, run_dir, splits, encode)
+        hooks = _hooks(config, run_dir, splits, encode, method)
         trainer = Trainer(
             **parts,
             dist=dist,
@@ -163,15 +171,16 @@ def _train(
             steps_per_epoch=recipe.steps_per_epoch,
             max_steps=config.max_steps,
             skip_bad_images=config.skip_bad_images,
-            hooks=[validation, checkpoints],
+            hooks=hooks,
             observer=obs,
         )
+        checkpoints = hooks[1]
         if checkpoint is not None:
             checkpoints.restore(trainer, checkpoint)
-        record = _run_record(config, recipe, dataset, dist, workers, trainer)
+        record = _run_record(config, recipe, dataset, dist, workers, trainer, method)
         dist.barrier()  # every rank has read config.json and last.pt before rank 0 rewrites them
         dist.run_on_main(lambda: _start_run(run_dir, wd, record, resume, lock))
-        _announce(obs, run_dir, config, recipe, dist, splits, trainer.state.step)
+        _announce(obs, run_dir, config, recipe, dist, splits, trainer.state.step, method)
         try:
             finished = trainer.train()
         except KeyboardInterrupt:
@@ -274,14 +283,52 @@ def _load_data(
     return dataset, {name: dataset.split(name) for name in ("train", "val", "test")}
 
 
+def _method_overrides(config: TrainConfig) -> dict[str, Any]:
+    """The method's settings given in ``config``, checked (HashretError naming the method)."""
+    from hashcli.train.methods import method_overrides
+
+    return method_overrides(
+        config.method, shared=config.method_shared_options(), options=config.method_options
+    )
+
+
+def _method(
+    config: TrainConfig,
+    overrides: dict[str, Any],
+    dataset: ImageDataset,
+    checkpoint: dict[str, Any] | None,
+) -> BuiltMethod:
+    """The method's loss for ``dataset``, with the hash centres of ``checkpoint`` when resuming
+    (new ones, drawn with the run's seed, otherwise)."""
+    from hashcli.train.codebook import Codebook
+    from hashcli.train.methods import build_method, get_method
+
+    if getattr(dataset, "multi_label", False) and not get_method(config.method).multi_label:
+        raise HashretError(
+            f"{config.dataset} has multi-label images and the {config.method} method has no "
+            "multi-label form; choose one that has (csq, dpn, dpsh, dsh, hashnet, orthohash)"
+        )
+    saved = (checkpoint or {}).get("codebook")
+    return build_method(
+        config.method,
+        bits=config.bits,
+        num_classes=len(dataset.classes),
+        overrides=overrides,
+        seed=config.seed,
+        codebook=Codebook.from_state(saved) if saved is not None else None,
+    )
+
+
 def _initial_model(
     config: TrainConfig,
     recipe: Recipe,
     dist: Distributed,
     checkpoint: dict[str, Any] | None,
     run_dir: runs.RunDir,
+    method: BuiltMethod,
 ) -> HashNet:
-    """The model to train, on the CPU: the one in ``checkpoint`` when resuming, else a new one."""
+    """The model to train, on the CPU: the one in ``checkpoint`` when resuming, else a new one
+    ending in the method's output layer."""
     from hashcli.model.checkpoint import model_from_state
     from hashcli.model.factory import create_model
 
@@ -295,6 +342,7 @@ def _initial_model(
             pretrained=config.pretrained,
             weights=config.weights,
             image_size=recipe.image_size,
+            output_layer=method.loss.output_layer,
         ),
     )
 
@@ -318,15 +366,15 @@ def _build_parts(
     recipe: Recipe,
     dist: Distributed,
     model: HashNet,
+    method: BuiltMethod,
     train_records: list[ImageRecord],
     hflip: bool,
     workers: int,
 ) -> dict[str, Any]:
-    """The Trainer's parts: ``model`` on the device, forward (DDP, compiled), loss, optimiser,
-    scheduler, P x K sampler and the loader over it."""
+    """The Trainer's parts: ``model`` on the device, forward (DDP, compiled), the method's loss,
+    optimiser (the loss's own parameters included), scheduler, P x K sampler and the loader."""
     from hashcli.data.torch_data import ImageRecordDataset, RecordLoader
     from hashcli.data.transforms import train_transform
-    from hashcli.train.losses import build_loss
     from hashcli.train.sampler import PKSampler
     from hashcli.train.schedule import build_optimizer, build_scheduler
 
@@ -349,18 +397,12 @@ def _build_parts(
         trained = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    loss_fn = build_loss(
-        config.loss,
-        bits=config.bits,
-        miner=config.miner,
-        margin=config.margin,
-        reduction=config.reduction,
-        quantization_weight=config.quantization_weight,
-    )
+    loss_fn = method.loss.to(device)
     optimizer = build_optimizer(
         model,
         config.lr,
         backbone_lr_mult=config.backbone_lr_mult,
+        loss=loss_fn,
         weight_decay=config.weight_decay,
     )
     scheduler = build_scheduler(
@@ -428,12 +470,17 @@ def _hooks(
     run_dir: runs.RunDir,
     splits: dict[str, list[ImageRecord]],
     encode: Callable,
-) -> tuple[ValidationHook, CheckpointHook]:
+    method: BuiltMethod,
+) -> list[TrainHook]:
     """Validation on the val split (the best model to model.pt, a line of metrics.jsonl per
-    evaluation) and checkpoints to last.pt."""
-    from hashcli.train.trainer import CheckpointHook, ValidationHook
+    evaluation), checkpoints to last.pt (both with the method's hash centres, if any), and the
+    step for a loss that follows it."""
+    from hashcli.train.trainer import CheckpointHook, LossStepHook, ValidationHook
 
-    checkpoints = CheckpointHook(run_dir.last_checkpoint, extra={"train_config": config.to_dict()})
+    extra: dict[str, Any] = {"train_config": config.to_dict()}
+    if method.codebook is not None:
+        extra["codebook"] = method.codebook.to_state()
+    checkpoints = CheckpointHook(run_dir.last_checkpoint, extra=extra)
     validation = ValidationHook(
         splits["val"],
         splits["train"],
@@ -443,7 +490,10 @@ def _hooks(
         log=lambda record: runs.append_metrics(run_dir.path, record),
         every=config.eval_every,
     )
-    return validation, checkpoints
+    hooks: list[TrainHook] = [validation, checkpoints]
+    if method.loss.needs_step:
+        hooks.append(LossStepHook(method.loss.set_step))
+    return hooks
 
 
 def _run_record(
@@ -453,8 +503,9 @@ def _run_record(
     dist: Distributed,
     workers: int,
     trainer: Trainer,
+    method: BuiltMethod,
 ) -> dict[str, Any]:
-    """config.json: the settings, the resolved figures, the data."""
+    """config.json: the settings, the resolved figures, the method, the data."""
     return {
         "train": config.to_dict(),
         "resolved": {
@@ -469,12 +520,12 @@ def _run_record(
             "steps_per_epoch": recipe.steps_per_epoch,
             "total_steps": recipe.total_steps,
             "warmup_steps": recipe.warmup_steps,
-            "margin": getattr(trainer.loss_fn, "margin", config.margin),
             "device": str(dist.device),
             "workers": workers,
             "world_size": dist.world_size,
             "backend": dist.backend,
         },
+        "method": method.record(),
         "dataset": config.dataset,
         "data_root": str(dataset.root),
         "classes": dataset.classes,
@@ -517,6 +568,7 @@ def _announce(
     dist: Distributed,
     splits: dict[str, list[ImageRecord]],
     start_step: int,
+    method: BuiltMethod,
 ) -> None:
     """Tell the observer what is about to be trained."""
     per_process, effective = recipe.batch_size_per_process, recipe.effective_batch_size
@@ -528,9 +580,12 @@ def _announce(
             f"{effective} = {per_process} per process x {dist.world_size}; lr "
             f"{config.lr:g} as given (not scaled with the number of processes)"
         )
+    if method.codebook is not None:
+        obs.message(f"Hash centres: {method.codebook.describe()}")
     obs.start(
         {
             "run_dir": str(run_dir.path),
+            "method": config.method,
             "device": str(dist.device),
             "epochs": recipe.epochs,
             "steps_per_epoch": recipe.steps_per_epoch,

@@ -20,7 +20,7 @@ import typer
 from hashcli.cli import _options
 from hashcli.cli.app import app
 from hashcli.model.names import BACKBONE_NAMES
-from hashcli.train.names import MINER_NAMES, SCHEDULE_NAMES
+from hashcli.train.names import METHOD_NAMES, MINER_NAMES, SCHEDULE_NAMES
 
 EXE = Path(sys.executable).parent / "hashret"
 HEAVY = ("torch", "torchvision", "faiss", "h5py", "scipy")
@@ -112,8 +112,10 @@ def test_backbone_names_complete():
     assert bash("hashret train --backbone res") == [n for n in BACKBONE_NAMES if "resnet" in n]
 
 
-def test_loss_and_schedule_names_complete():
-    assert bash("hashret train --loss ") == list(MINER_NAMES)
+def test_method_miner_and_schedule_names_complete():
+    assert bash("hashret train --method ") == list(METHOD_NAMES)
+    assert bash("hashret train --method o") == ["orthohash"]
+    assert bash("hashret train --miner ") == list(MINER_NAMES)
     assert bash("hashret train --schedule ") == list(SCHEDULE_NAMES)
 
 

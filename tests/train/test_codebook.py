@@ -12,7 +12,7 @@ from scipy.linalg import hadamard
 
 from hashcli.errors import FormatError, HashretError
 from hashcli.model.checkpoint import load_checkpoint, save_checkpoint
-from hashcli.train.codebook import Codebook, centres_for, hash_centres
+from hashcli.train.codebook import Codebook, hash_centres
 
 
 def _loop_distances(centres):
@@ -169,49 +169,6 @@ def test_bad_state_is_a_format_error():
     ):
         with pytest.raises(FormatError):
             Codebook.from_state(broken)
-
-
-def test_single_label_centres():
-    codebook = hash_centres(10, 16, seed=1)
-    labels = torch.tensor([3, 0, 9, 3])
-    targets = codebook.centres_for(labels)
-    for row, label in zip(targets, labels.tolist(), strict=True):
-        assert torch.equal(row, codebook.centres[label])
-
-
-def test_multi_label_centres_against_a_loop():
-    codebook = hash_centres(6, 8)  # Hadamard rows: sums of two rows tie (0) in half the bits
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.rand(50, 6, generator=generator) < 0.4
-    labels[:, 0] |= ~labels.any(dim=1)  # every row needs a class
-    targets = centres_for(codebook.centres, labels)
-    assert targets.dtype == torch.float32 and tuple(targets.shape) == (50, 8)
-    ties = 0
-    for row, item in zip(targets.tolist(), labels.tolist(), strict=True):
-        for k in range(8):
-            total = sum(codebook.centres[c, k].item() for c in range(6) if item[c])
-            ties += total == 0
-            assert row[k] == (1.0 if total >= 0 else -1.0)  # a tie counts as +1
-    assert ties > 0  # the tie rule was exercised
-    # One class in a multi-hot row gives that class's centre.
-    one_hot = torch.nn.functional.one_hot(torch.tensor([2, 5]), 6).bool()
-    assert torch.equal(centres_for(codebook.centres, one_hot), codebook.centres[[2, 5]])
-
-
-@pytest.mark.parametrize(
-    "labels",
-    [
-        torch.tensor([0, 10]),  # index out of range
-        torch.tensor([-1]),
-        torch.tensor([0.0, 1.0]),  # float labels
-        torch.zeros(2, 5, dtype=torch.bool),  # wrong number of classes
-        torch.tensor([[True, False, False, False, False, False, False, False, False, False]] * 2)
-        & torch.tensor([[True], [False]]),  # second row has no class
-    ],
-)
-def test_bad_labels(labels):
-    with pytest.raises(HashretError):
-        hash_centres(10, 8, max_rounds=5).centres_for(labels)
 
 
 @pytest.mark.parametrize(

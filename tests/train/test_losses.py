@@ -143,8 +143,8 @@ def test_shape_checks_and_bad_options():
         loss(torch.zeros(4, 8), torch.zeros(3, dtype=torch.long))
     with pytest.raises(HashretError, match="all, nonzero"):
         build_loss(bits=8, reduction="mean")
-    with pytest.raises(HashretError, match="triplet"):
-        build_loss("contrastive", bits=8)
+    with pytest.raises(HashretError, match="batch-all, batch-hard, semi-hard"):
+        build_loss(bits=8, miner="hardest")
 
 
 @pytest.mark.gpu

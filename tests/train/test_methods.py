@@ -11,6 +11,7 @@ import torch
 from hashcli.errors import HashretError
 from hashcli.train.methods import (
     METHOD_NAMES,
+    build_method,
     create_method_loss,
     csq,
     dpn,
@@ -19,6 +20,7 @@ from hashcli.train.methods import (
     get_method,
     greedyhash,
     hashnet,
+    method_overrides,
     orthohash,
     registered_methods,
 )
@@ -185,7 +187,16 @@ def _hashnet_oracle(x, labels, beta, alpha):
 
 def test_registry_names_match_the_torch_free_list():
     assert registered_methods() == METHOD_NAMES
-    assert set(METHOD_NAMES) == {"csq", "dpn", "orthohash", "greedyhash", "dsh", "dpsh", "hashnet"}
+    assert set(METHOD_NAMES) == {
+        "csq",
+        "dpn",
+        "orthohash",
+        "greedyhash",
+        "dsh",
+        "dpsh",
+        "hashnet",
+        "triplet",
+    }
     for name in METHOD_NAMES:
         assert get_method(name).name == name
 
@@ -212,8 +223,9 @@ def test_requirements_flags():
     assert [n for n in METHOD_NAMES if get_method(n).needs_classifier] == ["greedyhash"]
     assert [n for n in METHOD_NAMES if get_method(n).needs_step] == ["hashnet"]
     assert {n for n in METHOD_NAMES if get_method(n).multi_label} == set(MULTI_LABEL)
-    assert isinstance(get_method("orthohash").output_layer(BITS), torch.nn.BatchNorm1d)
-    assert isinstance(get_method("csq").output_layer(BITS), torch.nn.Identity)
+    assert {n: get_method(n).output_layer for n in METHOD_NAMES} == {
+        n: "batchnorm" if n == "orthohash" else "none" for n in METHOD_NAMES
+    }
 
 
 # ------------------------------------------------------------------------------ defaults
@@ -428,3 +440,129 @@ def test_input_checks():
         loss(outputs, _multi_hot()[:, :2])
     with pytest.raises(HashretError, match="0..2"):
         loss(outputs, labels + 5)
+
+
+# ------------------------------------------------------------------ the triplet method
+
+
+@pytest.mark.parametrize("miner", ["batch-all", "batch-hard", "semi-hard"])
+def test_triplet_method_is_the_mined_triplet_loss_on_tanh_outputs(miner):
+    # Oracle: every (anchor, positive, negative) by hand on u = tanh(outputs), margin bits/4.
+    outputs, labels = _batch(seed=3, size=9)
+    loss = _loss("triplet", miner=miner)
+    u = torch.tanh(outputs.double())
+    lab = labels.tolist()
+
+    def d(i, j):
+        return float(((u[i] - u[j]) ** 2).sum())
+
+    losses = []
+    for a in range(len(lab)):
+        positives = [p for p in range(len(lab)) if p != a and lab[p] == lab[a]]
+        negatives = [q for q in range(len(lab)) if lab[q] != lab[a]]
+        if not positives or not negatives:
+            continue
+        if miner == "batch-all":
+            chosen = [(p, q) for p in positives for q in negatives]
+        elif miner == "batch-hard":
+            chosen = [
+                (max(positives, key=lambda p: d(a, p)), min(negatives, key=lambda q: d(a, q)))
+            ]
+        else:
+            chosen = []
+            for p in positives:
+                farther = [q for q in negatives if d(a, q) > d(a, p)]
+                pick = (
+                    min(farther, key=lambda q: d(a, q))
+                    if farther
+                    else max(negatives, key=lambda q: d(a, q))
+                )
+                chosen.append((p, pick))
+        losses += [max(0.0, d(a, p) - d(a, q) + BITS / 4) for p, q in chosen]
+    _check(loss, outputs, labels, sum(losses) / len(losses))
+
+
+# ------------------------------------------------------------- shared options, building
+
+
+def test_shared_options_map_to_each_methods_own_setting():
+    assert method_overrides("triplet", shared={"margin": 3.0, "miner": "semi-hard"}) == {
+        "margin": 3.0,
+        "miner": "semi-hard",
+    }
+    assert method_overrides("dsh", shared={"margin": 5.0, "quantization": 0.5}) == {
+        "margin": 5.0,
+        "alpha": 0.5,
+    }
+    assert method_overrides("greedyhash", shared={"quantization": 1.0}) == {"alpha": 1.0}
+    assert method_overrides("csq", shared={"quantization": 0.0}) == {"quantization_weight": 0.0}
+    # None means "not given": the defaults stay.
+    assert method_overrides("hashnet", shared={"margin": None, "quantization": None}) == {}
+    # The settings built from them are the ones asked for.
+    assert _loss("dsh", **method_overrides("dsh", shared={"margin": 5.0})).margin == 5.0
+
+
+@pytest.mark.parametrize(
+    ("name", "shared", "options", "words"),
+    [
+        ("hashnet", {"margin": 1.0}, {}, "the hashnet method has no --margin option"),
+        ("csq", {"miner": "batch-hard"}, {}, "the csq method has no --miner option"),
+        ("hashnet", {"quantization": 0.1}, {}, "the hashnet method has no --quantization"),
+        ("triplet", {"miner": "hardest"}, {}, "unknown miner 'hardest'"),
+        ("orthohash", {}, {"scale": "big"}, "the orthohash method's scale must be a float"),
+        ("orthohash", {}, {"sclae": "16"}, "the orthohash method has no option sclae"),
+        ("orthohash", {}, {"scale": "-1"}, "the orthohash method's scale must be > 0"),
+        ("hashnet", {}, {"step_size": "1.5"}, "the hashnet method's step_size must be a int"),
+        ("dsh", {"margin": 4.0}, {"margin": "4"}, "the dsh method's margin is given twice"),
+        ("triplet", {}, {"reduction": "mean"}, "reduction must be one of: all, nonzero"),
+    ],
+)
+def test_bad_options_name_the_method(name, shared, options, words):
+    with pytest.raises(HashretError, match=re.escape(words)):
+        method_overrides(name, shared=shared, options=options)
+
+
+def test_option_texts_take_the_settings_types():
+    assert method_overrides("hashnet", options={"step_size": "50", "alpha": "none"}) == {
+        "step_size": 50,
+        "alpha": None,
+    }
+    assert method_overrides("orthohash", options={"scale": "16"}) == {"scale": 16.0}
+    assert method_overrides("triplet", options={"reduction": "nonzero"}) == {"reduction": "nonzero"}
+
+
+def test_build_method_draws_centres_as_each_reference_does():
+    # 12 classes of 24 bits: no Hadamard matrix, so random centres.
+    csq_method = build_method("csq", bits=24, num_classes=12, seed=5)
+    orthohash_method = build_method("orthohash", bits=24, num_classes=12, seed=5)
+    assert build_method("dsh", bits=24, num_classes=12).codebook is None
+    for built in (csq_method, orthohash_method):
+        assert built.codebook.method == "random" and built.codebook.seed == 5
+        torch.testing.assert_close(built.loss.codebook, built.codebook.centres)
+    # CSQ balances its centres (12 bits at -1 of 24); OrthoHash draws Bernoulli bits.
+    assert ((csq_method.codebook.centres == -1).sum(1) == 12).all()
+    assert not ((orthohash_method.codebook.centres == -1).sum(1) == 12).all()
+    # A resumed run hands the saved centres back: they are used as they are.
+    again = build_method("csq", bits=24, num_classes=12, seed=99, codebook=csq_method.codebook)
+    assert torch.equal(again.loss.codebook, csq_method.codebook.centres)
+
+
+def test_the_record_has_every_setting_with_derived_values_resolved():
+    record = build_method("dsh", bits=16, num_classes=3).record()
+    assert record == {
+        "name": "dsh",
+        "settings": {"margin_per_bit": 2.0, "alpha": 0.1, "margin": 32.0},
+        "activation": "none",
+        "output_layer": "none",
+        "codebook": None,
+    }
+    record = build_method("triplet", bits=32, num_classes=3).record()
+    assert record["settings"] == {
+        "miner": "batch-all",
+        "margin": 8.0,
+        "reduction": "all",
+        "quantization_weight": 0.0,
+    }
+    record = build_method("orthohash", bits=32, num_classes=10).record()
+    assert record["output_layer"] == "batchnorm"
+    assert record["codebook"]["method"] == "hadamard" and record["codebook"]["min_distance"] == 16

@@ -2,10 +2,10 @@
 
 A method's loss is called as ``loss(outputs, labels) -> scalar`` where
 
-* ``outputs`` (B, bits) float are the head's outputs *before* any tanh: each method applies its
-  own activation where its formula says so (:attr:`HashingLoss.activation`), after the
-  method's :meth:`HashingLoss.output_layer` (identity except for OrthoHash's batch norm).
-  The binary code of an image is the sign of ``output_layer(head(x))`` for every method.
+* ``outputs`` (B, bits) float are the model's outputs *before* any tanh: each method applies its
+  own activation where its formula says so (:attr:`HashingLoss.activation`). The model ends in
+  the method's :attr:`HashingLoss.output_layer` (``"none"`` except for OrthoHash's batch norm);
+  the binary code of an image is the sign of the model's output for every method.
 * ``labels`` are (B,) int64 class indices, or (B, C) bool multi-hot rows for the methods with
   a multi-label form (:attr:`HashingLoss.multi_label`); another method refuses them with a
   :class:`~hashcli.errors.HashretError`.
@@ -16,8 +16,10 @@ label (multi-hot), and use every ordered pair ``i != j`` of the batch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import field, fields
-from typing import Any
+from types import MappingProxyType
+from typing import Any, get_type_hints
 
 import torch
 from torch import nn
@@ -47,6 +49,20 @@ class HashingLoss(nn.Module):
     needs_step: bool = False
     #: What the loss applies to ``outputs`` before its formula (documentation and wiring).
     activation: str = "none"
+    #: The layer the model puts after its linear head for this method, by name
+    #: (:data:`hashcli.model.hashnet.OUTPUT_LAYERS`).
+    output_layer: str = "none"
+    #: For the methods with a codebook: whether its random centres are balanced (``bits // 2``
+    #: bits at -1, CSQ's draw) or Bernoulli(0.5) bits (OrthoHash's); see
+    #: :func:`hashcli.train.codebook.hash_centres`.
+    codebook_balanced: bool = True
+    #: The options every method may share, by their common name (``margin``,
+    #: ``quantization``, ``miner``), mapped to this method's setting that has the idea. A
+    #: shared option given to a method without it is an error (:func:`method_settings`).
+    shared_options: Mapping[str, str] = MappingProxyType({})
+    #: Settings whose value None means "derived" (a margin from the bit count), named by the
+    #: loss attribute that holds the value in use; config.json records that value.
+    derived_settings: tuple[str, ...] = ()
 
     #: The method's hyperparameters: a frozen dataclass whose defaults cite their source and
     #: whose fields carry their lower bounds (:func:`at_least`).
@@ -67,7 +83,7 @@ class HashingLoss(nn.Module):
             )
         self.bits = int(bits)
         self.num_classes = int(num_classes)
-        self.settings = make_settings(self.name, self.settings_type, options)
+        self.settings = self.check_settings(make_settings(self.name, self.settings_type, options))
         if self.needs_codebook:
             self.register_buffer(
                 "codebook", check_codebook(codebook, bits=self.bits, num_classes=self.num_classes)
@@ -75,10 +91,10 @@ class HashingLoss(nn.Module):
         elif codebook is not None:
             raise HashretError(f"the {self.name} method uses no codebook")
 
-    @staticmethod
-    def output_layer(bits: int) -> nn.Module:
-        """The layer the model puts after its linear head for this method (identity here)."""
-        return nn.Identity()
+    @classmethod
+    def check_settings(cls, settings: Any) -> Any:
+        """``settings`` when valid beyond their bounds (names of pieces...), else HashretError."""
+        return settings
 
     def forward(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         outputs, labels = self.check_inputs(outputs, labels)
@@ -142,13 +158,9 @@ def at_least(default: Any, minimum: float, *, strictly: bool = False) -> Any:
 def make_settings(method: str, settings_type: type, options: dict[str, Any]) -> Any:
     """``settings_type(**options)``, every bound checked; an option the method does not have,
     or a value out of bounds, is a HashretError naming the method."""
-    known = [f.name for f in fields(settings_type)]
-    unknown = sorted(set(options) - set(known))
+    unknown = sorted(set(options) - set(_names(settings_type)))
     if unknown:
-        raise HashretError(
-            f"the {method} method has no option {', '.join(unknown)}; its options: "
-            f"{', '.join(known) or 'none'}"
-        )
+        raise unknown_option(method, settings_type, unknown)
     settings = settings_type(**options)
     for f in fields(settings):
         value, minimum = getattr(settings, f.name), f.metadata.get("minimum")
@@ -161,6 +173,47 @@ def make_settings(method: str, settings_type: type, options: dict[str, Any]) -> 
                 f"{minimum:g}, got {value}"
             )
     return settings
+
+
+def parse_option(method: str, settings_type: type, key: str, text: str) -> Any:
+    """The value of option ``key`` written as ``text`` (from ``--option key=value``), converted
+    to the type of the method's setting; HashretError naming the method when it has no such
+    option or the text is not of that type. ``none`` gives None where the setting allows it."""
+    if key not in _names(settings_type):
+        raise unknown_option(method, settings_type, [key])
+    kind = get_type_hints(settings_type)[key]
+    allowed = getattr(kind, "__args__", (kind,))
+    if text.strip().lower() == "none" and type(None) in allowed:
+        return None
+    for convert in (bool, int, float, str):
+        if convert in allowed:
+            try:
+                return _convert(convert, text)
+            except ValueError:
+                pass
+    names = " or ".join(t.__name__ for t in allowed if t is not type(None))
+    raise HashretError(f"the {method} method's {key} must be a {names}, got {text!r}")
+
+
+def _names(settings_type: type) -> list[str]:
+    return [f.name for f in fields(settings_type)]
+
+
+def unknown_option(method: str, settings_type: type, unknown: list[str]) -> HashretError:
+    """The error for options a method does not have, listing those it has."""
+    return HashretError(
+        f"the {method} method has no option {', '.join(unknown)}; its options: "
+        f"{', '.join(_names(settings_type)) or 'none'}"
+    )
+
+
+def _convert(kind: type, text: str) -> Any:
+    if kind is bool:
+        words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if text.strip().lower() not in words:
+            raise ValueError(text)
+        return words[text.strip().lower()]
+    return kind(text.strip()) if kind is not str else text
 
 
 def check_codebook(codebook: torch.Tensor | None, *, bits: int, num_classes: int) -> torch.Tensor:

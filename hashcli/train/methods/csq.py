@@ -20,6 +20,7 @@ The codebook itself (Hadamard rows or random balanced codes) comes from the call
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -60,6 +61,7 @@ class CSQLoss(HashingLoss):
     needs_codebook = True
     activation = "tanh"
     settings_type = CSQDefaults
+    shared_options = MappingProxyType({"quantization": "quantization_weight"})
 
     def __init__(self, **arguments: Any) -> None:
         super().__init__(**arguments)

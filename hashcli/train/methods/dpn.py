@@ -16,6 +16,7 @@ cross-entropy term has weight 0 (``ce=0``) and is left out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 
@@ -42,6 +43,7 @@ class DPNLoss(HashingLoss):
     multi_label = True
     needs_codebook = True
     settings_type = DPNDefaults
+    shared_options = MappingProxyType({"margin": "margin"})
 
     def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if labels.ndim == 2:

@@ -17,6 +17,7 @@ Defaults: alpha = 0.1 (swuxyj/DeepHash-pytorch ``DPSH.py`` ``"alpha": 0.1``, the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,8 @@ class DPSHLoss(HashingLoss):
     name = "dpsh"
     multi_label = True
     settings_type = DPSHDefaults
+    #: alpha (the paper's eta) weighs ``(u - sign(u))^2``: DPSH's quantisation term.
+    shared_options = MappingProxyType({"quantization": "alpha"})
 
     def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pairs = off_diagonal(len(outputs), outputs.device)

@@ -18,6 +18,7 @@ Defaults: margin = 2 * bits (the paper's ``m = 2k``; DeepHash-pytorch ``DSH.py``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 
@@ -45,6 +46,9 @@ class DSHLoss(HashingLoss):
     name = "dsh"
     multi_label = True
     settings_type = DSHDefaults
+    derived_settings = ("margin",)
+    #: alpha weighs the pull of ``|u|`` toward 1: DSH's quantisation term.
+    shared_options = MappingProxyType({"margin": "margin", "quantization": "alpha"})
 
     @property
     def margin(self) -> float:

@@ -19,6 +19,7 @@ Defaults (swuxyj/DeepHash-pytorch ``GreedyHash.py``, following ssppp/GreedyHash)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -62,6 +63,8 @@ class GreedyHashLoss(HashingLoss):
     name = "greedyhash"
     needs_classifier = True
     settings_type = GreedyHashDefaults
+    #: alpha weighs the pull of ``|u|`` toward 1: GreedyHash's quantisation term.
+    shared_options = MappingProxyType({"quantization": "alpha"})
 
     def __init__(self, **arguments: Any) -> None:
         super().__init__(**arguments)

@@ -87,6 +87,7 @@ class HashNetLoss(HashingLoss):
     multi_label = True
     needs_step = True
     settings_type = HashNetDefaults
+    derived_settings = ("alpha",)
     activation = "tanh(beta x), beta from hashnet_beta(step)"
 
     def __init__(self, **arguments: Any) -> None:

@@ -21,10 +21,10 @@ quantization_weight = 0 (``quan=0``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from hashcli.train.methods.base import HashingLoss, at_least, plus_minus_sign
 from hashcli.train.methods.registry import register_method
@@ -50,13 +50,13 @@ class OrthoHashLoss(HashingLoss):
     name = "orthohash"
     multi_label = True
     needs_codebook = True
-    activation = "batchnorm"
+    activation = "none (the batch norm is the model's output layer)"
+    #: The reference's ``BatchNorm1d(nbit)`` after the linear head.
+    output_layer = "batchnorm"
+    #: The reference draws Bernoulli(0.5) codes (``codebook_method="B"``).
+    codebook_balanced = False
     settings_type = OrthoHashDefaults
-
-    @staticmethod
-    def output_layer(bits: int) -> nn.Module:
-        """The batch norm after the linear head (the reference's ``BatchNorm1d(nbit)``)."""
-        return nn.BatchNorm1d(bits)
+    shared_options = MappingProxyType({"margin": "margin", "quantization": "quantization_weight"})
 
     def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         scale, margin = self.settings.scale, self.settings.margin
