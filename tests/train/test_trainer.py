@@ -26,6 +26,7 @@ from hashcli.train.sampler import PKSampler
 from hashcli.train.trainer import (
     CheckpointHook,
     EpochStats,
+    LossStepHook,
     Trainer,
     TrainHook,
     TrainState,
@@ -276,7 +277,9 @@ def tiny_hashnet_trainer(tmp_path, **settings) -> tuple[Trainer, CheckpointHook]
         forward=model,
         optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda n: 1 / (n + 1)),
-        loss_fn=lambda outputs, labels: (outputs - labels[:, None]).pow(2).mean(),
+        loss_fn=settings.pop(
+            "loss_fn", lambda outputs, labels: (outputs - labels[:, None]).pow(2).mean()
+        ),
         loader=Loader(),
         sampler=sampler,
         device=CPU,
@@ -421,3 +424,50 @@ def test_without_validation_queries_every_evaluation_is_the_best():
     assert [r["best"] for r in log["records"]] == [True, True]
     assert all("val_map" not in r for r in log["records"]) and log["encoded"] == []
     assert (trainer.state.best_val_map, trainer.state.best_epoch) == (None, 2)
+
+
+class StepLoss(torch.nn.Module):
+    """A loss that follows the step (as HashNet's) and owns a weight (as GreedyHash's
+    classifier): loss = scale * sum(outputs); records the steps it was told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.told: list[int] = []
+
+    def set_step(self, step: int) -> None:
+        self.told.append(step)
+
+    def forward(self, outputs, labels):
+        return self.scale * outputs.sum()
+
+
+def test_the_step_hook_tells_the_loss_each_step_before_it_is_taken_resume_included():
+    loss = StepLoss()
+    trainer = fake_trainer(loss_fn=loss, hooks=[LossStepHook(loss.set_step)], max_steps=4)
+    trainer.train()
+    assert loss.told == [0, 1, 2, 3]
+    # A resumed run goes on from the step it stopped at.
+    resumed_loss = StepLoss()
+    resumed = fake_trainer(loss_fn=resumed_loss, hooks=[LossStepHook(resumed_loss.set_step)])
+    resumed.sampler.load_state_dict(trainer.sampler.state_dict(1))
+    resumed.state = TrainState(step=4, epoch=1, position=1)
+    resumed.train()
+    assert resumed_loss.told == [4, 5]
+
+
+def test_a_losss_own_parameters_are_checkpointed_and_restored(tmp_path):
+    loss = StepLoss()
+    trainer, hook = tiny_hashnet_trainer(tmp_path / "a", loss_fn=loss)
+    with torch.no_grad():
+        loss.scale.fill_(2.5)
+    hook.save(tmp_path / "last.pt", trainer)
+    assert load_checkpoint(tmp_path / "last.pt")["loss"]["scale"].item() == 2.5
+    fresh_loss = StepLoss()
+    fresh, _ = tiny_hashnet_trainer(tmp_path / "b", loss_fn=fresh_loss)
+    hook.restore(fresh, load_checkpoint(tmp_path / "last.pt"))
+    assert fresh_loss.scale.item() == 2.5
+    # A loss without state (a plain function) writes no "loss" entry.
+    plain, _ = tiny_hashnet_trainer(tmp_path / "c")
+    hook.save(tmp_path / "plain.pt", plain)
+    assert "loss" not in load_checkpoint(tmp_path / "plain.pt")
