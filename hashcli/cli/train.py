@@ -96,6 +96,7 @@ def train_command(
         typer.Option(
             "--option",
             "-o",
+            metavar="NAME=VALUE",
             help="A setting of the method, NAME=VALUE (repeatable), e.g. -o scale=16 for "
             "orthohash; an unknown name lists the method's settings.",
             show_default=False,

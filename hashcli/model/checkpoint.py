@@ -15,7 +15,12 @@ otherwise writes the keys it is given. Training (``hashret train``) gives these:
   ``rng_per_rank``, every rank's;
 * ``step``, ``epoch``, ``best_val_map``, ``best_epoch``;
 * ``skipped_images``: the unreadable images skipped so far;
-* ``train_config``: the training settings (``TrainConfig.to_dict()``).
+* ``train_config``: the training settings (``TrainConfig.to_dict()``);
+* ``loss``: the state dict of the method's loss when it has one (GreedyHash's classifier, the
+  hash centres of CSQ, DPN and OrthoHash as a buffer);
+* ``codebook``: for the methods with hash centres, the centres and how they were made
+  (:meth:`hashcli.train.codebook.Codebook.to_state`), so that a resumed run and anyone
+  reading ``model.pt`` get the very same centres.
 """
 
 from __future__ import annotations

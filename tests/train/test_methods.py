@@ -566,3 +566,18 @@ def test_the_record_has_every_setting_with_derived_values_resolved():
     record = build_method("orthohash", bits=32, num_classes=10).record()
     assert record["output_layer"] == "batchnorm"
     assert record["codebook"]["method"] == "hadamard" and record["codebook"]["min_distance"] == 16
+
+
+def test_docs_list_every_method_and_every_setting():
+    from dataclasses import fields
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "methods.md").read_text()
+    for name in METHOD_NAMES:
+        method = get_method(name)
+        assert f"| `{name}` |" in text, name
+        for setting in fields(method.settings_type):
+            assert f"| {name} | `{setting.name}` |" in text, (name, setting.name)
+        for shared, own in method.shared_options.items():
+            line = next(line for line in text.splitlines() if line.startswith(f"  - `--{shared}`"))
+            assert f"{name} `{own}`" in line, line
