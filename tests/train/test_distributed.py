@@ -167,6 +167,12 @@ COLLECTIVES = textwrap.dedent(
         bn.running_mean.fill_(float(r + 1))
         dist.broadcast_buffers(bn)
         result["running_mean"] = bn.running_mean.tolist()
+        weight = torch.nn.Parameter(torch.zeros(2))
+        weight.grad = torch.tensor([r + 1.0, 4.0 * r])
+        no_grad = torch.nn.Parameter(torch.zeros(1))
+        dist.average_gradients([weight, no_grad])
+        result["averaged"] = weight.grad.tolist()
+        result["no_grad"] = no_grad.grad is None
         dist.barrier()
     result["destroyed"] = not torch.distributed.is_initialized()
     with open(f"{out}/rank{r}.json", "w") as fh:
@@ -191,6 +197,7 @@ def test_collectives_between_two_gloo_processes(tmp_path):
         assert result["agree_error"] == "rank 1 failed"
         assert result["agree"] == [0, 10]
         assert result["running_mean"] == [1.0, 1.0]
+        assert result["averaged"] == [1.5, 2.0] and result["no_grad"]  # (1 + 2) / 2, (0 + 4) / 2
         assert result["destroyed"]
     assert zero["gathered"] == [[0, 1, 2], [10, 11, 12, 13, 14]] and one["gathered"] is None
 
