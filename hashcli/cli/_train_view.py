@@ -105,4 +105,12 @@ class RichTrainObserver(TrainObserver):
         test = summary.get("test") or {}
         table.add_row("test mAP (tie-aware)", _fmt(test.get("map")))
         table.add_row("test mAP (index order)", _fmt(test.get("map_index_order")))
+        stats = summary.get("code_stats")
+        if stats:
+            table.add_row(
+                "database codes",
+                f"{stats['effective_bits']:.1f} effective bits of {stats['bits']}, "
+                f"{stats['distinct_codes']} distinct of {stats['n_codes']}, largest bucket "
+                f"{stats['largest_bucket_share']:.1%}",
+            )
         self.out.table(table)

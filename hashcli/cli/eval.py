@@ -13,7 +13,9 @@ from hashcli.cli._options import JsonOpt, QuietOpt, RunOpt, WorkdirOpt
 from hashcli.cli._output import Output
 
 if TYPE_CHECKING:
-    from hashcli.metrics import RetrievalReport
+    from rich.table import Table
+
+    from hashcli.metrics import CodeStats, RetrievalReport
 
 
 def _parse_top_k(value: str | None) -> list[int]:
@@ -84,7 +86,9 @@ def eval_command(
 
     The headline mAP is tie-aware (expected AP over random orders within distance ties).
 
-    Also shown: its bounds, and the mAP with ties broken by database index.
+    Also shown: its bounds, the mAP with ties broken by database index, and how the database
+    codes use their bits (effective bits, distinct codes, the largest bucket of equal codes,
+    the least balanced bit, mean Hamming distances within and between classes).
 
     Examples:
 
@@ -128,6 +132,32 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
+def _number(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _code_stat_rows(table: Table, stats: CodeStats) -> None:
+    """The database codes' statistics, as rows of the metrics table."""
+    table.add_section()
+    table.add_row("database codes: effective bits", f"{stats.effective_bits:.1f} of {stats.bits}")
+    table.add_row("  distinct codes", f"{stats.distinct_codes:,} of {stats.n_codes:,}")
+    table.add_row(
+        "  largest bucket (items sharing one code)",
+        f"{stats.largest_bucket:,} ({_number(stats.largest_bucket_share, '.1%')})",
+    )
+    worst = (
+        "n/a"
+        if stats.worst_bit is None
+        else f"bit {stats.worst_bit}: {_number(stats.worst_bit_ones_share, '.3f')}"
+    )
+    table.add_row("  least balanced bit: share of ones", worst)
+    table.add_row(
+        "  mean Hamming distance within / between classes",
+        f"{_number(stats.mean_hamming_within_class, '.2f')} / "
+        f"{_number(stats.mean_hamming_between_classes, '.2f')}",
+    )
+
+
 def _render(out: Output, report: RetrievalReport, *, per_class: bool) -> None:
     from rich.table import Table
 
@@ -154,6 +184,8 @@ def _render(out: Output, report: RetrievalReport, *, per_class: bool) -> None:
     table.add_row(
         "queries without a relevant item (skipped)", f"{report.n_queries_without_relevant:,}"
     )
+    if report.code_stats is not None:
+        _code_stat_rows(table, report.code_stats)
     out.table(table)
     if per_class:
         classes = Table(title="Per-class mAP (worst first)", title_justify="left")

@@ -62,8 +62,9 @@ def train_command(
     method: Annotated[
         str,
         typer.Option(
-            help="Hashing method: triplet (the original), orthohash, csq, dpn, greedyhash, dsh, "
-            "dpsh or hashnet; each with its paper's defaults (docs/methods.md).",
+            help="Hashing method: orthohash (default, the best measured), triplet (the "
+            "original), csq, dpn, greedyhash, dsh, dpsh or hashnet; each with its paper's "
+            "defaults (docs/methods.md).",
             autocompletion=complete_method,
         ),
     ] = DEFAULT_METHOD,
@@ -221,6 +222,7 @@ def train_command(
         "best_epoch": result.best_epoch,
         "test": result.test,
         "skipped_images": len(result.skipped_images),
+        "code_stats": result.code_stats,
     }
     out = Output(quiet=quiet)
     if json_output:

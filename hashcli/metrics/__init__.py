@@ -5,9 +5,11 @@
 >>> report.map, report.map_index_order, report.map_at_k[100]
 
 Tie-aware mAP (the expected AP over random orders within distance ties) is the headline
-number; see :mod:`hashcli.metrics.evaluate` for every convention.
+number; see :mod:`hashcli.metrics.evaluate` for every convention. :func:`code_statistics`
+describes the codes themselves (bit balance, effective bits, buckets, distances by class).
 """
 
+from hashcli.metrics.code_stats import CodeStats, code_statistics
 from hashcli.metrics.evaluate import (
     ClassAP,
     PRCurve,
@@ -26,10 +28,12 @@ from hashcli.metrics.ranking import (
 
 __all__ = [
     "ClassAP",
+    "CodeStats",
     "PRCurve",
     "RankBlock",
     "RetrievalReport",
     "ap_bounds",
+    "code_statistics",
     "evaluate",
     "evaluate_code_files",
     "hamming_histograms",

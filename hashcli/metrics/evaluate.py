@@ -21,6 +21,8 @@ Conventions (see docs/format.md and the module docstrings of ``ranking`` and ``h
   within t) and mean recall (relevant within t) / R over all evaluated queries.
 * ``per_class``: mean tie-aware AP of the evaluated queries of each class (multi-label: of the
   queries carrying that label).
+* ``code_stats`` / ``query_code_stats`` (with ``code_stats=True``): the statistics of the
+  database / query codes themselves (:func:`hashcli.metrics.code_stats.code_statistics`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 
 from hashcli.codes.store import CodeFile, read_codes
 from hashcli.errors import HashretError
+from hashcli.metrics.code_stats import CodeStats, code_statistics
 from hashcli.metrics.hamming import RankBlock, iter_rank_blocks
 from hashcli.metrics.kernels import HammingKernels
 from hashcli.metrics.ranking import harmonic_numbers, radius_counts, ranking_summary
@@ -76,6 +79,8 @@ class RetrievalReport:
 
     Means are over the ``n_queries - n_queries_without_relevant`` evaluated queries.
     ``per_query_ap`` holds each query's tie-aware AP (float64, NaN without a relevant item).
+    ``code_stats`` / ``query_code_stats``: statistics of the database / query codes, when
+    asked for (None otherwise).
     """
 
     bits: int
@@ -96,6 +101,8 @@ class RetrievalReport:
     per_class: dict[int, ClassAP]
     per_query_ap: np.ndarray = field(repr=False, compare=False)
     class_names: list[str] | None = None
+    code_stats: CodeStats | None = None
+    query_code_stats: CodeStats | None = None
 
     @property
     def n_evaluated(self) -> int:
@@ -103,7 +110,7 @@ class RetrievalReport:
         return self.n_queries - self.n_queries_without_relevant
 
     def to_dict(self, *, per_class: bool = False) -> dict[str, Any]:
-        """A JSON-ready dict; ``*_at_k`` only when k values were asked for."""
+        """A JSON-ready dict; ``*_at_k`` and the code statistics only when asked for."""
         out: dict[str, Any] = {
             "map": self.map,
             "map_pessimistic": self.map_pessimistic,
@@ -122,6 +129,10 @@ class RetrievalReport:
             out["precision_at_k"] = {str(k): v for k, v in self.precision_at_k.items()}
             out["recall_at_k"] = {str(k): v for k, v in self.recall_at_k.items()}
         out["pr_curve"] = self.pr_curve.to_dict()
+        if self.code_stats is not None:
+            out["code_stats"] = self.code_stats.to_dict()
+        if self.query_code_stats is not None:
+            out["query_code_stats"] = self.query_code_stats.to_dict()
         if per_class:
             out["per_class"] = {}
             for label, c in sorted(self.per_class.items()):
@@ -192,6 +203,7 @@ def evaluate(
     kernels: HammingKernels | None = None,
     progress: Callable[[int, int], None] | None = None,
     names: tuple[str, str] = ("the queries", "the database"),
+    code_stats: bool = False,
 ) -> RetrievalReport:
     """Evaluate Hamming ranking of queries against a database.
 
@@ -209,6 +221,8 @@ def evaluate(
             ten times faster).
         progress: called with (queries done, total) as blocks finish.
         names: how error messages call the two inputs (file names, for instance).
+        code_stats: also describe the database and the query codes (``code_stats`` and
+            ``query_code_stats`` of the report; O((n_queries + n_database) x bits)).
 
     Returns:
         A :class:`RetrievalReport`.
@@ -322,6 +336,8 @@ def evaluate(
         ),
         per_class=per_class,
         per_query_ap=ap,
+        code_stats=code_statistics(database_codes, database_labels, bits) if code_stats else None,
+        query_code_stats=code_statistics(query_codes, query_labels, bits) if code_stats else None,
     )
 
 
@@ -354,6 +370,7 @@ def evaluate_code_files(
     threads: int | None = None,
     kernels: HammingKernels | None = None,
     progress: Callable[[int, int], None] | None = None,
+    code_stats: bool = False,
 ) -> RetrievalReport:
     """Read two code files (``.h5`` or ``.npz``, or :class:`CodeFile` objects) and evaluate.
 
@@ -379,5 +396,6 @@ def evaluate_code_files(
         kernels=kernels,
         progress=progress,
         names=(query_name, database_name),
+        code_stats=code_stats,
     )
     return dataclasses.replace(report, class_names=query_file.class_names)

@@ -74,8 +74,10 @@ def evaluate_files(
     top_k: Sequence[int] = (),
     threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    code_stats: bool = True,
 ) -> RetrievalReport:
-    """:func:`hashcli.metrics.evaluate_code_files` with FAISS's kernels."""
+    """:func:`hashcli.metrics.evaluate_code_files` with FAISS's kernels; by default with the
+    statistics of both files' codes (``report.code_stats``, ``report.query_code_stats``)."""
     from hashcli.metrics import evaluate_code_files
 
     return evaluate_code_files(
@@ -85,6 +87,7 @@ def evaluate_files(
         threads=threads,
         kernels=evaluation_kernels(),
         progress=progress,
+        code_stats=code_stats,
     )
 
 
@@ -107,7 +110,9 @@ def evaluate_run(
     progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """Score query codes against database codes: two code files, or (both None) the test
-    split against the database of ``run`` (None: the current run of ``workdir``)."""
+    split against the database of ``run`` (None: the current run of ``workdir``). The report
+    carries the statistics of the database and the query codes (``code_stats``,
+    ``query_code_stats``)."""
     from hashcli.workflows.runs import DATABASE_CODES, QUERY_CODES, open_run
 
     if (queries is None) != (database is None):

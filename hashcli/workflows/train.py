@@ -77,6 +77,9 @@ class TrainResult:
     epochs_done: int
     finished: bool
     skipped_images: list[str] = field(default_factory=list)
+    #: Statistics of the database codes (:class:`hashcli.metrics.code_stats.CodeStats`
+    #: as a dict), once the run has finished.
+    code_stats: dict[str, Any] | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -650,17 +653,18 @@ def _conclude(
             state.note_skipped(codes.bad_paths if codes is not None else ())
             encoded[split] = (records, codes)
 
-    def finish() -> tuple[dict[str, Any] | None, list[str]]:
+    def finish() -> tuple[dict[str, Any] | None, list[str], dict[str, Any] | None]:
         test = _final_codes(model, run_dir.path, config, dataset, encoded, obs)
         config_now = run_dir.config()
         config_now["skipped_images"] = state.skipped_images
         runs.write_config(run_dir.path, config_now)
         result.test, result.skipped_images = test, state.skipped_images
+        result.code_stats = _code_stats(encoded.get("train"), config.bits)
         _write_summary(run_dir.path, result, recipe.total_steps)
-        return test, state.skipped_images
+        return test, state.skipped_images, result.code_stats
 
     # Rank 0 writes codes, index, config and summary; every rank returns the same result.
-    result.test, result.skipped_images = dist.run_on_main(finish)
+    result.test, result.skipped_images, result.code_stats = dist.run_on_main(finish)
     dist.barrier()
     return result
 
@@ -705,6 +709,16 @@ def _final_codes(model, run_dir, config, dataset, encoded_splits, obs):
     return scores
 
 
+def _code_stats(encoded: tuple[list, EncodedImages] | None, bits: int) -> dict[str, Any] | None:
+    """Statistics of the database codes (what explains one method beating another)."""
+    if encoded is None:
+        return None
+    from hashcli.metrics.code_stats import code_statistics
+
+    codes = encoded[1]
+    return code_statistics(codes.codes, codes.labels, bits).to_dict()
+
+
 def _write_summary(run_dir: Path, result: TrainResult, total_steps: int) -> None:
     from hashcli.fileio import write_json_atomic
 
@@ -722,6 +736,7 @@ def _write_summary(run_dir: Path, result: TrainResult, total_steps: int) -> None
             "test_map_index_order": test.get("map_index_order"),
             "test": test or None,
             "skipped_images": len(result.skipped_images),
+            "code_stats": result.code_stats,
         },
     )
 

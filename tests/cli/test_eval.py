@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -49,6 +52,84 @@ def test_json_output(files):
     assert "per_class" not in report
 
 
+def _entropy(p: float) -> float:
+    return 0.0 if p in (0, 1) else -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
+
+
+def test_code_stats_in_json(files):
+    """Database 0000, 1000, 0100, 0010, 1100 (classes 3, 3, 7, 7, 7); queries 0000, 1111."""
+    report = json.loads(
+        _run("--queries", files / "q.h5", "--database", files / "d.h5", "--json").stdout
+    )
+    stats = report["code_stats"]
+    assert stats["ones_share_per_bit"] == pytest.approx([2 / 5, 2 / 5, 1 / 5, 0])
+    assert (stats["worst_bit"], stats["worst_bit_ones_share"]) == (3, 0.0)  # never 1
+    assert stats["effective_bits"] == pytest.approx(2 * _entropy(0.4) + _entropy(0.2))
+    assert (stats["n_codes"], stats["bits"], stats["distinct_codes"]) == (5, 4, 5)
+    assert (stats["largest_bucket"], stats["largest_bucket_share"]) == (1, pytest.approx(0.2))
+    # Within classes: (0, 1) 1; (2, 3) 2, (2, 4) 1, (3, 4) 3 -> 7 / 4. Between: (0, 2) 1,
+    # (0, 3) 1, (0, 4) 2, (1, 2) 2, (1, 3) 2, (1, 4) 1 -> 9 / 6.
+    assert stats["mean_hamming_within_class"] == pytest.approx(7 / 4)
+    assert stats["mean_hamming_between_classes"] == pytest.approx(9 / 6)
+    queries = report["query_code_stats"]  # two codes of different classes, 4 bits apart
+    assert queries["ones_share_per_bit"] == [0.5] * 4 and queries["effective_bits"] == 4.0
+    assert queries["mean_hamming_within_class"] is None
+    assert queries["mean_hamming_between_classes"] == 4.0
+
+
+def test_code_stats_of_a_random_file_against_loops(tmp_path):
+    rng = np.random.default_rng(3)
+    bit_rows = rng.random((40, 12)) < rng.random(12)
+    bit_rows[5:9] = bit_rows[0]  # a bucket of at least 5
+    labels = rng.integers(0, 3, 40)
+    write_codes(tmp_path / "d.h5", CodeFile(pack_binary(bit_rows), 12, labels=labels))
+    write_codes(tmp_path / "q.h5", CodeFile(pack_binary(bit_rows[:4]), 12, labels=labels[:4]))
+    result = _run("--queries", tmp_path / "q.h5", "--database", tmp_path / "d.h5", "--json")
+    stats = json.loads(result.stdout)["code_stats"]
+
+    rows = [tuple(row) for row in bit_rows.astype(int).tolist()]
+    counts = Counter(rows)
+    shares = [sum(row[k] for row in rows) / 40 for k in range(12)]
+    within, between = [], []
+    for i, j in itertools.combinations(range(40), 2):
+        distance = sum(a != b for a, b in zip(rows[i], rows[j], strict=True))
+        (within if labels[i] == labels[j] else between).append(distance)
+    assert stats["ones_share_per_bit"] == pytest.approx(shares)
+    assert stats["effective_bits"] == pytest.approx(sum(_entropy(p) for p in shares))
+    assert stats["distinct_codes"] == len(counts)
+    assert stats["largest_bucket"] == max(counts.values()) >= 5
+    assert stats["largest_bucket_share"] == pytest.approx(max(counts.values()) / 40)
+    assert stats["mean_hamming_within_class"] == pytest.approx(sum(within) / len(within))
+    assert stats["mean_hamming_between_classes"] == pytest.approx(sum(between) / len(between))
+
+
+def test_every_json_key_is_documented(files):
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "format.md").read_text(encoding="utf-8")
+    section = text.split("## `hashret eval --json` output")[1].split("## Index files")[0]
+    args = ["--queries", files / "q.h5", "--database", files / "d.h5", "--top-k", "2"]
+    report = json.loads(_run(*args, "--per-class", "--json").stdout)
+    keys = set(report) | set(report["code_stats"]) | set(report["query_code_stats"])
+    assert {"code_stats", "query_code_stats", "effective_bits", "worst_bit"} <= keys
+    assert [key for key in sorted(keys) if f"`{key}`" not in section] == []
+
+
+def test_multi_label_code_stats_have_no_class_distances(tmp_path):
+    codes = pack_binary(np.array([[0, 0, 1, 1], [0, 1, 1, 0], [1, 1, 0, 0]]))
+    labels = np.array([[1, 0], [1, 1], [0, 1]], bool)
+    write_codes(tmp_path / "m.h5", CodeFile(codes, 4, labels=labels))
+    result = _run("--queries", tmp_path / "m.h5", "--database", tmp_path / "m.h5", "--json")
+    stats = json.loads(result.stdout)["code_stats"]
+    assert stats["distinct_codes"] == 3 and stats["effective_bits"] == pytest.approx(
+        4 * _entropy(2 / 3)
+    )
+    assert stats["mean_hamming_within_class"] is None
+    assert stats["mean_hamming_between_classes"] is None
+    table = _run("--queries", tmp_path / "m.h5", "--database", tmp_path / "m.h5").stderr
+    assert "within / between classes" in table and "n/a / n/a" in table
+
+
 def test_table_per_class_and_pr_curve(files):
     from PIL import Image
 
@@ -60,6 +141,11 @@ def test_table_per_class_and_pr_curve(files):
     assert result.exit_code == 0, result.output
     assert result.stdout == ""  # people's output goes to stderr
     assert "mAP (tie-aware)" in result.stderr and "0.5333" in result.stderr
+    # The database codes (see test_code_stats_in_json for the arithmetic).
+    assert "effective bits" in result.stderr and "2.7 of 4" in result.stderr
+    assert "distinct codes" in result.stderr and "5 of 5" in result.stderr
+    assert "largest bucket" in result.stderr and "1 (20.0%)" in result.stderr
+    assert "bit 3: 0.000" in result.stderr and "1.75 / 1.50" in result.stderr
     assert "Per-class" in result.stderr
     with Image.open(png) as image:
         assert image.format == "PNG" and image.size[0] > 300

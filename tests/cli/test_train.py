@@ -14,7 +14,10 @@ runner = CliRunner()
     ("arguments", "message"),
     [
         (["--method", "spectral"], "unknown method 'spectral'; choose one of: csq, dpn"),
-        (["--miner", "hardest"], "unknown miner 'hardest'; choose one of: batch-all"),
+        (
+            ["--method", "triplet", "--miner", "hardest"],
+            "unknown miner 'hardest'; choose one of: batch-all",
+        ),
         (
             ["--method", "csq", "--miner", "batch-hard"],
             "the csq method has no --miner option; it is for the methods triplet",

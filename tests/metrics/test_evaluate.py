@@ -38,6 +38,7 @@ def test_hand_derived_report():
     # Within radius 2 lie all 5 items, 3 relevant.
     assert report.precision_at_radius_2 == pytest.approx(3 / 5)
     assert report.n_queries_empty_radius_2 == 0
+    assert report.code_stats is None and "code_stats" not in report.to_dict()  # not asked for
     assert report.pr_curve.precision == pytest.approx([0, 2 / 4, 3 / 5, 3 / 5, 3 / 5])
     assert report.pr_curve.recall == pytest.approx([0, 2 / 3, 1, 1, 1])
     assert {k: (c.map, c.n_queries) for k, c in report.per_class.items()} == {
@@ -192,3 +193,17 @@ def test_errors(tmp_path):
     strangers = CodeFile(pack_bits(np.ones((3, 16))), 16, labels=np.full(3, 1000))
     with pytest.raises(HashretError, match="none of the 3 queries has a relevant item"):
         evaluate_code_files(strangers, d.with_suffix(".h5"))
+
+
+def test_code_stats_when_asked_for():
+    """The database 0000, 1000, 0100, 0010, 1100 (classes 3, 3, 7, 7, 7): 5 distinct codes,
+    bit shares 2/5, 2/5, 1/5, 0; the queries 0000 and 1111 of classes 7 and 99."""
+    report = evaluate(*_hand_case(), bits=4, code_stats=True)
+    stats, query_stats = report.code_stats, report.query_code_stats
+    assert stats.ones_share_per_bit == pytest.approx([0.4, 0.4, 0.2, 0.0])
+    assert (stats.n_codes, stats.distinct_codes, stats.worst_bit) == (5, 5, 3)
+    assert stats.mean_hamming_within_class == pytest.approx(7 / 4)  # (1 + 2 + 1 + 3) / 4
+    assert query_stats.n_codes == 2 and query_stats.mean_hamming_between_classes == 4.0
+    data = report.to_dict()
+    assert data["code_stats"]["distinct_codes"] == 5
+    assert data["query_code_stats"]["effective_bits"] == 4.0

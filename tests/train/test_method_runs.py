@@ -98,7 +98,7 @@ def test_a_resumed_run_uses_the_centres_of_its_checkpoint(data, tmp_path):
     ("settings", "words"),
     [
         ({"method": "spectral"}, "unknown method 'spectral'"),
-        ({"miner": "hardest"}, "unknown miner 'hardest'"),
+        ({"method": "triplet", "miner": "hardest"}, "unknown miner 'hardest'"),
         ({"method": "csq", "miner": "batch-hard"}, "the csq method has no --miner option"),
         ({"method": "hashnet", "margin": 2.0}, "the hashnet method has no --margin option"),
         ({"method": "dpsh", "method_options": {"scale": "8"}}, "the dpsh method has no option"),

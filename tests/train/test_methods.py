@@ -137,27 +137,35 @@ def _greedyhash_oracle(u, labels, weight, alpha=0.1):
     return _mean(per_item) + alpha * penalty
 
 
-def _dsh_oracle(u, labels, margin, alpha=0.1):
+def _dsh_oracle(u, labels, margin, alpha=0.1, balanced=True):
     sets, u = _label_sets(labels), u.tolist()
-    per_pair = []
+    similar, dissimilar = [], []
     for i, j in _pairs(len(u)):
         d = sum((u[i][k] - u[j][k]) ** 2 for k in range(BITS))
         if sets[i] & sets[j]:
-            per_pair.append(d / 2)
+            similar.append(d / 2)
         else:
-            per_pair.append(max(margin - d, 0.0) / 2)
-    pair_loss = _mean(per_pair) if per_pair else 0.0
+            dissimilar.append(max(margin - d, 0.0) / 2)
+    if balanced:  # each group's mean, summed
+        pair_loss = sum(_mean(group) for group in (similar, dissimilar) if group)
+    else:
+        pair_loss = _mean(similar + dissimilar) if similar + dissimilar else 0.0
     return pair_loss + alpha * _mean([abs(abs(value) - 1) for row in u for value in row])
 
 
-def _dpsh_oracle(u, labels, alpha=0.1):
+def _dpsh_oracle(u, labels, alpha=0.1, balanced=True):
     sets, u = _label_sets(labels), u.tolist()
-    per_pair = []
+    per_pair, similar, dissimilar = [], [], []
     for i, j in _pairs(len(u)):
         theta = sum(u[i][k] * u[j][k] for k in range(BITS)) / 2
         s = 1.0 if sets[i] & sets[j] else 0.0
         per_pair.append(_softplus(theta) - s * theta)
+        (similar if s else dissimilar).append(per_pair[-1])
     likelihood = _mean(per_pair) if per_pair else 0.0
+    if balanced:  # cisip-FIRe's: each group's mean, summed
+        likelihood = (_mean(similar) if similar else 0.0) + (
+            _mean(dissimilar) if dissimilar else 0.0
+        )
     quant = _mean([(value - _sgn(value)) ** 2 for row in u for value in row])
     return likelihood + alpha * quant
 
@@ -238,7 +246,9 @@ def test_defaults_are_the_papers_and_references():
     assert orthohash.DEFAULTS.quantization_weight == 0.0
     assert greedyhash.DEFAULTS.alpha == 0.1
     assert dpsh.DEFAULTS.alpha == 0.1
+    assert dpsh.DEFAULTS.balanced  # cisip-FIRe dpsh.py: HashNet's S / S1, S / S0 weights
     assert dsh.DEFAULTS.alpha == 0.1
+    assert dsh.DEFAULTS.balanced  # ours, measured (the module docstring)
     assert _loss("dsh").margin == 2 * BITS  # m = 2k
     assert _loss("hashnet").alpha == pytest.approx(10 / BITS)
     assert (hashnet.DEFAULTS.step_size, hashnet.DEFAULTS.gamma) == (200, 0.005)
@@ -335,6 +345,9 @@ def test_dsh(multi):
     _check(_loss("dsh"), outputs, labels, _dsh_oracle(outputs, labels, 2 * BITS))
     changed = _loss("dsh", margin=3.0, alpha=0.5)
     _check(changed, outputs, labels, _dsh_oracle(outputs, labels, 3.0, 0.5))
+    plain = _dsh_oracle(outputs, labels, 2 * BITS, balanced=False)
+    assert abs(plain - _dsh_oracle(outputs, labels, 2 * BITS)) > 0.01  # the weighting matters
+    _check(_loss("dsh", balanced=False), outputs, labels, plain)
 
 
 @pytest.mark.parametrize("multi", [False, True])
@@ -343,6 +356,9 @@ def test_dpsh(multi):
     labels = _multi_hot() if multi else labels
     _check(_loss("dpsh"), outputs, labels, _dpsh_oracle(outputs, labels))
     _check(_loss("dpsh", alpha=1.0), outputs, labels, _dpsh_oracle(outputs, labels, 1.0))
+    plain = _dpsh_oracle(outputs, labels, balanced=False)
+    assert abs(plain - _dpsh_oracle(outputs, labels)) > 0.01  # the weighting matters here
+    _check(_loss("dpsh", balanced=False), outputs, labels, plain)
 
 
 @pytest.mark.parametrize("multi", [False, True])
@@ -551,7 +567,7 @@ def test_the_record_has_every_setting_with_derived_values_resolved():
     record = build_method("dsh", bits=16, num_classes=3).record()
     assert record == {
         "name": "dsh",
-        "settings": {"margin_per_bit": 2.0, "alpha": 0.1, "margin": 32.0},
+        "settings": {"margin_per_bit": 2.0, "alpha": 0.1, "margin": 32.0, "balanced": True},
         "activation": "none",
         "output_layer": "none",
         "codebook": None,

@@ -244,6 +244,20 @@ def off_diagonal(batch: int, device: torch.device) -> torch.Tensor:
     return ~torch.eye(batch, dtype=torch.bool, device=device)
 
 
+def pair_mean(
+    per_pair: torch.Tensor, similar: torch.Tensor, pairs: torch.Tensor, *, balanced: bool
+) -> torch.Tensor:
+    """The mean of a (B, B) per-pair loss over the ``pairs`` mask; ``balanced``: the mean over
+    the similar pairs plus the mean over the dissimilar ones (HashNet's weights ``S / S1`` and
+    ``S / S0`` divided by ``S``), a group that is absent adding 0. Never NaN."""
+    if not balanced:
+        return (per_pair * pairs).sum() / pairs.sum().clamp_min(1)
+    similar, dissimilar = similar & pairs, ~similar & pairs
+    similar_mean = (per_pair * similar).sum() / similar.sum().clamp_min(1)
+    dissimilar_mean = (per_pair * dissimilar).sum() / dissimilar.sum().clamp_min(1)
+    return similar_mean + dissimilar_mean
+
+
 def plus_minus_sign(values: torch.Tensor) -> torch.Tensor:
     """+-1 of ``values`` with 0 counted as +1 (the code file convention), same dtype."""
     return torch.where(values >= 0, 1.0, -1.0).to(values.dtype)

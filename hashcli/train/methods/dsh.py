@@ -6,6 +6,13 @@ a similar pair,
     loss = mean over pairs of [ s / 2 * d + (1 - s) / 2 * max(margin - d, 0) ]
            + alpha * mean over the batch and bits of ||u| - 1|
 
+where, by default (``balanced``), "mean over pairs" is the mean over the similar pairs plus the
+mean over the dissimilar ones (HashNet's weights ``S / S1``, ``S / S0``, as cisip-FIRe's DPSH
+uses them); ``balanced=False`` is the paper's and DeepHash-pytorch's plain mean over all pairs.
+This departs from the reference on measurement: with 10 classes only 1 pair in 10 is similar
+and the plain mean lets the dissimilar pairs' margin dominate; on digits (tiny backbone, 32
+bits, default epochs) the test mAP is 0.70 balanced against 0.42 plain.
+
 on the raw outputs ``u`` (no tanh). The regulariser is the paper's L1 pull of ``|u|`` toward 1;
 DeepHash-pytorch writes it as ``mean(|1 - sign(u)|)``, which has no gradient. The reference
 compares the batch with a memory bank of all training outputs; here pairs are taken inside the
@@ -22,7 +29,13 @@ from types import MappingProxyType
 
 import torch
 
-from hashcli.train.methods.base import HashingLoss, at_least, off_diagonal, similarity
+from hashcli.train.methods.base import (
+    HashingLoss,
+    at_least,
+    off_diagonal,
+    pair_mean,
+    similarity,
+)
 from hashcli.train.methods.registry import register_method
 
 
@@ -34,6 +47,9 @@ class DSHDefaults:
     alpha: float = at_least(0.1, 0)
     #: The margin itself; None: ``margin_per_bit * bits``.
     margin: float | None = at_least(None, 0)
+    #: True: the mean over the similar pairs plus the mean over the dissimilar ones (HashNet's
+    #: weighting; ours, measured). False: the mean over all pairs (the paper, DeepHash-pytorch).
+    balanced: bool = True
 
 
 DEFAULTS = DSHDefaults()
@@ -59,11 +75,10 @@ class DSHLoss(HashingLoss):
 
     def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pairs = off_diagonal(len(outputs), outputs.device)
-        similar = similarity(labels).to(outputs.dtype)
+        similar = similarity(labels)
+        s = similar.to(outputs.dtype)
         distances = (outputs[:, None, :] - outputs[None, :, :]).pow(2).sum(2)
-        per_pair = similar / 2 * distances + (1 - similar) / 2 * (
-            self.margin - distances
-        ).clamp_min(0)
-        # Sum over pairs / count (clamped): a batch of one item gives 0, not NaN.
-        pair_loss = (per_pair * pairs).sum() / pairs.sum().clamp_min(1)
+        per_pair = s / 2 * distances + (1 - s) / 2 * (self.margin - distances).clamp_min(0)
+        # Sums over pairs / counts (clamped): a batch of one item gives 0, not NaN.
+        pair_loss = pair_mean(per_pair, similar, pairs, balanced=self.settings.balanced)
         return pair_loss + self.settings.alpha * (outputs.abs() - 1).abs().mean()

@@ -32,7 +32,13 @@ import torch
 import torch.nn.functional as F
 
 from hashcli.errors import HashretError
-from hashcli.train.methods.base import HashingLoss, at_least, off_diagonal, similarity
+from hashcli.train.methods.base import (
+    HashingLoss,
+    at_least,
+    off_diagonal,
+    pair_mean,
+    similarity,
+)
 from hashcli.train.methods.registry import register_method
 
 
@@ -121,15 +127,11 @@ class HashNetLoss(HashingLoss):
 
     def compute(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         u = torch.tanh(self.beta * outputs)
-        pairs = off_diagonal(len(u), u.device)
-        similar = similarity(labels) & pairs
-        dissimilar = ~similarity(labels) & pairs
+        similar = similarity(labels)
         theta = self.alpha * (u @ u.T)
         per_pair = F.softplus(theta) - similar.to(u.dtype) * theta
         # w = S / S1 (S / S0) then / S: the mean over each group, summed.
-        similar_mean = (per_pair * similar).sum() / similar.sum().clamp_min(1)
-        dissimilar_mean = (per_pair * dissimilar).sum() / dissimilar.sum().clamp_min(1)
-        return similar_mean + dissimilar_mean
+        return pair_mean(per_pair, similar, off_diagonal(len(u), u.device), balanced=True)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, step={self.step}, beta={self.beta:g}"
