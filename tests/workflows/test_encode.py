@@ -130,6 +130,27 @@ def test_encode_records_with_a_worker_matches_the_oracle_and_keeps_threads(tiny,
     assert calls == [(0, 5), (2, 5), (4, 5), (5, 5)]
 
 
+def test_encoding_runs_in_float32_even_inside_a_callers_bf16_autocast(tiny, photos):
+    """Codes are signs, and bf16 flips bits near 0: encoding turns autocast off (a database
+    encoded on a GPU must match queries encoded on a CPU)."""
+    _, model = tiny
+    records = [ImageRecord(p, label=0, split="test") for p in photos]
+    seen = []
+
+    def spy(module, inputs):
+        seen.append((torch.is_autocast_enabled("cpu"), inputs[0].dtype))
+
+    hook = model.register_forward_pre_hook(spy)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.is_autocast_enabled("cpu")  # the spy can see an autocast region
+            result = encode_records(model, records, device=torch.device("cpu"), workers=0)
+    finally:
+        hook.remove()
+    assert seen and all(state == (False, torch.float32) for state in seen)
+    np.testing.assert_array_equal(result.codes, oracle_codes(model, photos))
+
+
 def test_a_corrupt_image_fails_naming_it_and_writes_nothing(tiny, photos, tmp_path):
     checkpoint, _ = tiny
     bad = tmp_path / "photos" / "3.jpg"
