@@ -56,7 +56,10 @@ def eval_command(
         str | None,
         typer.Option(
             "--top-k",
-            help="Comma-separated cut-offs for mAP@k, precision@k and recall@k, e.g. 100,1000.",
+            help=(
+                "Comma-separated cut-offs for mAP@k (hashret's, and the papers' HashNet "
+                "convention), precision@k and recall@k, e.g. 100,1000."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -176,7 +179,12 @@ def _render(out: Output, report: RetrievalReport, *, per_class: bool) -> None:
     )
     table.add_row("mAP, ties by database index", _fmt(report.map_index_order))
     for k in report.map_at_k:
-        table.add_row(f"mAP@{k}", _fmt(report.map_at_k[k]))
+        table.add_row(f"mAP@{k} (hashret: / min(k, relevant))", _fmt(report.map_at_k[k]))
+        table.add_row(
+            f"  mAP@{k} as papers print it (HashNet: / relevant in top {k})",
+            f"{_fmt(report.map_at_k_hashnet.get(k))} "
+            f"(ties by index {_fmt(report.map_at_k_hashnet_index_order.get(k))})",
+        )
         table.add_row(f"precision@{k}", _fmt(report.precision_at_k[k]))
         table.add_row(f"recall@{k}", _fmt(report.recall_at_k[k]))
     table.add_row("precision within radius 2", _fmt(report.precision_at_radius_2))

@@ -14,6 +14,12 @@ Conventions (see docs/format.md and the module docstrings of ``ranking`` and ``h
 * ``map_at_k``: tie-aware AP over the first k' = min(k, database size) places, normalised by
   min(k', R); ``precision_at_k`` = E[relevant in first k'] / k'; ``recall_at_k`` = the same / R.
   When the cut falls inside a tie group, the expectation over its orders is used.
+* ``map_at_k_hashnet`` / ``map_at_k_hashnet_index_order``: the field's mAP@k, as HashNet's and
+  DeepHash-pytorch's ``CalcTopMap`` compute it: per query the mean precision over the relevant
+  items within the first k places (0 when there are none), averaged over *all* queries (those
+  without a relevant item count 0). The first is the exact expectation over tie orders
+  (:func:`~hashcli.metrics.ranking.hashnet_ap_at_k`), the second breaks ties by database index
+  (a stable sort; the public code's quicksort leaves the order of ties unspecified).
 * ``precision_at_radius_2``: mean, over the queries with at least one item within Hamming
   radius 2, of (relevant items within radius 2) / (items within radius 2); queries with none
   are counted in ``n_queries_empty_radius_2`` instead of scoring 0.
@@ -42,7 +48,12 @@ from hashcli.errors import HashretError
 from hashcli.metrics.code_stats import CodeStats, code_statistics
 from hashcli.metrics.hamming import RankBlock, iter_rank_blocks
 from hashcli.metrics.kernels import HammingKernels
-from hashcli.metrics.ranking import harmonic_numbers, radius_counts, ranking_summary
+from hashcli.metrics.ranking import (
+    harmonic_numbers,
+    hashnet_ap_at_k,
+    radius_counts,
+    ranking_summary,
+)
 
 HAMMING_RADIUS = 2
 _SUMMARY_CELLS = 1 << 20  # (query, distance) cells summarised per batch
@@ -103,6 +114,8 @@ class RetrievalReport:
     class_names: list[str] | None = None
     code_stats: CodeStats | None = None
     query_code_stats: CodeStats | None = None
+    map_at_k_hashnet: dict[int, float] = field(default_factory=dict)
+    map_at_k_hashnet_index_order: dict[int, float] = field(default_factory=dict)
 
     @property
     def n_evaluated(self) -> int:
@@ -128,6 +141,11 @@ class RetrievalReport:
             out["map_at_k"] = {str(k): v for k, v in self.map_at_k.items()}
             out["precision_at_k"] = {str(k): v for k, v in self.precision_at_k.items()}
             out["recall_at_k"] = {str(k): v for k, v in self.recall_at_k.items()}
+        if self.map_at_k_hashnet:
+            out["map_at_k_hashnet"] = {str(k): v for k, v in self.map_at_k_hashnet.items()}
+            out["map_at_k_hashnet_index_order"] = {
+                str(k): v for k, v in self.map_at_k_hashnet_index_order.items()
+            }
         out["pr_curve"] = self.pr_curve.to_dict()
         if self.code_stats is not None:
             out["code_stats"] = self.code_stats.to_dict()
@@ -251,6 +269,7 @@ def evaluate(
     ap_optimistic = np.full(n_queries, np.nan)
     ap_index_order = np.full(n_queries, np.nan)
     at_k = {k: np.full((3, n_queries), np.nan) for k in ks}
+    hashnet = {k: np.zeros((2, n_queries)) for k in ks}  # tie-aware, index order
     values = bits + 1
     precision_sum = np.zeros(values)
     recall_sum = np.zeros(values)
@@ -267,6 +286,8 @@ def evaluate(
         ap_index_order[q] = np.concatenate([b.ap_index_order for b in blocks])
         for k in ks:
             at_k[k][:, q] = summary[f"ap@{k}"], summary[f"precision@{k}"], summary[f"recall@{k}"]
+            hashnet[k][0, q] = hashnet_ap_at_k(n, r, k, harmonic)
+            hashnet[k][1, q] = np.concatenate([b.hashnet_index_order[k] for b in blocks])
         total = r.sum(axis=1)
         keep = total > 0
         within, relevant_within = radius_counts(n[keep], r[keep])
@@ -291,6 +312,7 @@ def evaluate(
         threads=threads,
         kernels=kernels,
         progress=progress,
+        hashnet_ks=tuple(ks),
     ):
         pending.append(block)
         pending_rows += len(block.queries)
@@ -338,6 +360,9 @@ def evaluate(
         per_query_ap=ap,
         code_stats=code_statistics(database_codes, database_labels, bits) if code_stats else None,
         query_code_stats=code_statistics(query_codes, query_labels, bits) if code_stats else None,
+        # the field averages over every query, those without a relevant item counting 0
+        map_at_k_hashnet={k: float(hashnet[k][0].mean()) for k in ks},
+        map_at_k_hashnet_index_order={k: float(hashnet[k][1].mean()) for k in ks},
     )
 
 

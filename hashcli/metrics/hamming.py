@@ -36,7 +36,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -63,12 +63,16 @@ class RankBlock:
         relevant_counts: int64 (nq, bits + 1) relevant items per Hamming distance.
         ap_index_order: float64 (nq,) AP with ties broken by database index; NaN without a
             relevant item.
+        hashnet_index_order: {k: float64 (nq,)} the field's AP@k (HashNet's convention, see
+            :func:`hashcli.metrics.ranking.hashnet_ap_at_k`) with ties broken by database
+            index: 0 without a relevant item in the first k places.
     """
 
     queries: np.ndarray
     all_counts: np.ndarray
     relevant_counts: np.ndarray
     ap_index_order: np.ndarray
+    hashnet_index_order: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def default_threads() -> int:
@@ -91,7 +95,9 @@ class _Engine:
         database_labels: np.ndarray,
         kernels: HammingKernels | None,
         pairs_per_step: int,
+        hashnet_ks: tuple[int, ...] = (),
     ) -> None:
+        self.hashnet_ks = hashnet_ks
         self.kernels = kernels if kernels is not None else NumpyKernels()
         self.queries = pad_to_words(query_codes)
         self.database = pad_to_words(database_codes)
@@ -309,6 +315,7 @@ class _Engine:
         values = self.n_values
         relevant_counts = np.zeros((nq, values), dtype=np.int64)
         ap = np.full(nq, np.nan)
+        at_k = {k: np.zeros(nq) for k in self.hashnet_ks}
         if found:
             row_of = np.concatenate([f[0] for f in found])
             delta = np.concatenate([f[1] for f in found])
@@ -327,7 +334,17 @@ class _Engine:
             hits = np.arange(1, len(order) + 1) - first[row_sorted]
             sums = np.bincount(row_sorted, weights=hits / rank[order], minlength=nq)
             np.divide(sums, per_row, out=ap, where=per_row > 0)
-        return RankBlock(np.asarray(rows, dtype=np.int64), counts, relevant_counts, ap)
+            rank_sorted = rank[order]
+            for k, values_at_k in at_k.items():
+                # HashNet's AP@k: the mean precision over the relevant items in the first k
+                # places (hits counts exactly those before each of them), 0 with none there
+                inside = rank_sorted <= k
+                kept = np.bincount(row_sorted, weights=inside, minlength=nq)
+                sums_k = np.bincount(
+                    row_sorted, weights=np.where(inside, hits / rank_sorted, 0.0), minlength=nq
+                )
+                np.divide(sums_k, kept, out=values_at_k, where=kept > 0)
+        return RankBlock(np.asarray(rows, dtype=np.int64), counts, relevant_counts, ap, at_k)
 
 
 def _label_words(labels: np.ndarray) -> np.ndarray:
@@ -373,6 +390,7 @@ def iter_rank_blocks(
     kernels: HammingKernels | None = None,
     pairs_per_step: int = DEFAULT_PAIRS_PER_STEP,
     progress: Callable[[int, int], None] | None = None,
+    hashnet_ks: tuple[int, ...] = (),
 ) -> Iterator[RankBlock]:
     """Ranking statistics for every query, block by block (blocks come in no fixed order).
 
@@ -388,6 +406,7 @@ def iter_rank_blocks(
             the numpy reference, FAISS's are about ten times faster).
         pairs_per_step: query x database pairs handled per step (memory and cache trade-off).
         progress: called with (queries done, total queries) after each block.
+        hashnet_ks: cut-offs of the field's AP@k in index order (``hashnet_index_order``).
 
     Yields:
         :class:`RankBlock` objects that together cover every query once.
@@ -403,7 +422,14 @@ def iter_rank_blocks(
             f"queries, {database_labels.shape[1]} for the database"
         )
     engine = _Engine(
-        query_codes, database_codes, bits, query_labels, database_labels, kernels, pairs_per_step
+        query_codes,
+        database_codes,
+        bits,
+        query_labels,
+        database_labels,
+        kernels,
+        pairs_per_step,
+        tuple(hashnet_ks),
     )
     if engine.multi_label:
         blocks = [

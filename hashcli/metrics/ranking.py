@@ -65,7 +65,8 @@ class _Cells:
         self.n_queries = len(n)
         self.total_relevant = r.sum(axis=1)
         self.database = n.sum(axis=1)
-        self.query, distance = np.nonzero(r)
+        self.query, self.distance = np.nonzero(r)
+        distance = self.distance
         self.n = n[self.query, distance]
         self.r = r[self.query, distance]
         self.closer = (np.cumsum(n, axis=1) - n)[self.query, distance]  # N_d
@@ -205,6 +206,98 @@ def ranking_summary(
     for k in ks:
         out[f"ap@{k}"], out[f"precision@{k}"], out[f"recall@{k}"] = _top_k(cells, k, h)
     return out
+
+
+def hashnet_ap_at_k(
+    all_counts: np.ndarray,
+    relevant_counts: np.ndarray,
+    k: int,
+    harmonic: np.ndarray | None = None,
+    *,
+    max_pairs: int = 1 << 22,
+) -> np.ndarray:
+    """The field's AP@k (HashNet's and DeepHash-pytorch's ``CalcTopMap``), tie-aware.
+
+    That convention divides the sum of precision at the relevant items within the first k
+    places by the number X of relevant items there (not by ``min(k, R)``), and scores 0 when
+    X = 0; the field then averages over *all* queries. With ties ordered uniformly at random
+    this is the expectation of a ratio, computed exactly: only the tie group that the cut at
+    ``k' = min(k, database size)`` falls into is random in X. If that group (n items, r
+    relevant, N items and R_b relevant items closer) gives t = k' - N places, the number x of
+    its relevant items among them is hypergeometric, those x are a uniformly random x-subset
+    of the t places, and the closer groups' sum S does not depend on x, so
+
+        E[AP@k] = sum_x P(X_g = x) (S + B(x)) / (R_b + x),   0 when R_b + x = 0,
+
+    with B(x) the expected precision sum of x relevant items in t places, the same closed form
+    as a whole tie group (module docstring) with n -> t, r -> x.
+
+    Args:
+        all_counts, relevant_counts: int (n_queries, bits + 1) histograms.
+        k: the cut-off, at least 1.
+        harmonic: optional precomputed :func:`harmonic_numbers` table.
+        max_pairs: (query, x) terms held at once (memory bound).
+
+    Returns:
+        float64 (n_queries,): 0 for a query without a relevant item in its first k places
+        (or at all): average over every query to get the field's mAP@k.
+    """
+    from scipy.special import gammaln
+
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    n = np.asarray(all_counts, dtype=np.int64)
+    r = np.asarray(relevant_counts, dtype=np.int64)
+    cells = _Cells(n, r)
+    h = _harmonic(harmonic, cells)
+    nq = len(n)
+    out = np.zeros(nq)
+    if nq == 0:
+        return out
+    cut = np.minimum(k, n.sum(axis=1))
+    cum = np.cumsum(n, axis=1)
+    group = np.argmax(cum >= cut[:, None], axis=1)  # the tie group holding place k'
+    rows = np.arange(nq)
+    g_n, g_r = n[rows, group], r[rows, group]
+    g_closer = cum[rows, group] - g_n
+    g_relevant_closer = (np.cumsum(r, axis=1) - r)[rows, group]
+    taken = cut - g_closer  # t >= 1 places of the group (t = 0 only for an empty database)
+    # S: whole groups closer than the cut group, each in its closed form.
+    full = np.where(cells.distance < group[cells.query], cells.n, 0)
+    closer_sums = cells.per_query(
+        _tie_group_sums(cells.n, cells.r, cells.closer, cells.relevant_closer, full, h)
+    )
+    # x ranges over max(0, t - (n - r)) .. min(r, t), query by query.
+    low = np.maximum(0, taken - (g_n - g_r))
+    high = np.minimum(g_r, taken)
+    sizes = np.where(cut > 0, high - low + 1, 0)
+    ends = np.cumsum(sizes)
+    start = 0
+    while start < nq:
+        # as many queries as fit in max_pairs terms (at least one)
+        before = ends[start - 1] if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, before + max_pairs, side="right")))
+        part = np.arange(start, stop)
+        count = sizes[part]
+        q = np.repeat(part, count)
+        x = low[q] + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
+        big_n, big_r, t = g_n[q], g_r[q], taken[q]
+        log_pmf = (
+            _log_choose(big_r, x, gammaln)
+            + _log_choose(big_n - big_r, t - x, gammaln)
+            - _log_choose(big_n, t, gammaln)
+        )
+        b = _tie_group_sums(t, x, g_closer[q], g_relevant_closer[q], t, h)
+        found = g_relevant_closer[q] + x
+        value = np.zeros(len(q))
+        np.divide(closer_sums[q] + b, found, out=value, where=found > 0)
+        out[part] = np.bincount(q - start, weights=np.exp(log_pmf) * value, minlength=len(part))
+        start = stop
+    return out
+
+
+def _log_choose(n: np.ndarray, k: np.ndarray, gammaln) -> np.ndarray:
+    return gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
 
 
 def radius_counts(

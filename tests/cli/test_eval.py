@@ -49,6 +49,13 @@ def test_json_output(files):
     assert report["map_at_k"] == pytest.approx({"2": 1 / 6, "4": 1 / 3})
     assert report["precision_at_k"] == pytest.approx({"2": 1 / 3, "4": 1 / 2})
     assert report["recall_at_k"] == pytest.approx({"2": 2 / 9, "4": 2 / 3})
+    # The papers' convention, over both queries (the one without a relevant item counts 0).
+    # Tie-aware: k = 2 gives 1/3 for query 0 (place 2 relevant with probability 2/3, then 1/2);
+    # k = 4 the mean over the three orders of the tie group, ((1/3 + 2/4) + (1/2 + 2/4) +
+    # (1/2 + 2/3)) / 2 / 3 = 1/2. Index order puts the class-3 item 1000 first in the group:
+    # nothing relevant in the top 2, then (1/3 + 2/4) / 2 = 5/12 for the top 4.
+    assert report["map_at_k_hashnet"] == pytest.approx({"2": 1 / 6, "4": 1 / 4})
+    assert report["map_at_k_hashnet_index_order"] == pytest.approx({"2": 0, "4": 5 / 24})
     assert "per_class" not in report
 
 

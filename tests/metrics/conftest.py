@@ -39,6 +39,16 @@ def ap_of_order(relevant_in_order: np.ndarray, k: int | None = None) -> float:
     return acc / (total if k is None else min(cut, total))
 
 
+def hashnet_ap_of_order(relevant_in_order: np.ndarray, k: int) -> float:
+    """The field's AP@k, as DeepHash-pytorch's CalcTopMap writes it for one query: the mean of
+    (hits so far) / place over the relevant items in the first k places; 0 when there are none."""
+    top = relevant_in_order[:k]
+    places = [place for place, rel in enumerate(top, start=1) if rel]
+    if not places:
+        return 0.0
+    return sum((hit / place for hit, place in enumerate(places, start=1))) / len(places)
+
+
 def stable_ap(dist_row: np.ndarray, rel_row: np.ndarray) -> float:
     """AP with ties broken by database index."""
     return ap_of_order(rel_row[np.argsort(dist_row, kind="stable")])
@@ -64,6 +74,7 @@ def oracle() -> SimpleNamespace:
         distances=distances,
         relevance=relevance,
         ap_of_order=ap_of_order,
+        hashnet_ap_of_order=hashnet_ap_of_order,
         stable_ap=stable_ap,
         tie_orders=tie_orders,
         expected_over_ties=expected_over_ties,

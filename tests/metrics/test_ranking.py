@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from hashcli.metrics import ap_bounds, harmonic_numbers, tie_aware_ap, tie_aware_top_k
-from hashcli.metrics.ranking import _tie_group_sums
+from hashcli.metrics.ranking import _tie_group_sums, hashnet_ap_at_k
 
 # The 5-item database used throughout: distances 0, 1, 1, 1, 2; relevant: no, then two of the
 # three items at distance 1, and the item at distance 2 (R = 3).
@@ -157,3 +159,42 @@ def test_bad_histograms_are_refused():
         tie_aware_ap(np.array([[1, 1]]), np.array([[2, 0]]))
     with pytest.raises(ValueError):
         tie_aware_top_k(N_HAND, R_HAND, 0)
+
+
+def _arrangements(n_row, r_row):
+    """Every placement of each group's relevant items among its places (all equally likely
+    under a uniformly random order within ties), as relevance lists."""
+    groups = []
+    for n_d, r_d in zip(n_row, r_row, strict=True):
+        groups.append(
+            [np.isin(np.arange(n_d), chosen) for chosen in itertools.combinations(range(n_d), r_d)]
+        )
+    for parts in itertools.product(*groups):
+        yield np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hashnet_ap_at_k_is_the_expectation_over_tie_orders(oracle, seed):
+    rng = np.random.default_rng(seed)
+    n = rng.integers(0, 6, size=(12, 4))
+    r = rng.integers(0, 6, size=(12, 4)) % (n + 1)
+    r[0] = 0  # a query without any relevant item: 0
+    for k in (1, 2, 4, 7, 11, 100):
+        got = hashnet_ap_at_k(n, r, k)
+        for q in range(len(n)):
+            orders = list(_arrangements(n[q], r[q]))
+            values = [oracle.hashnet_ap_of_order(o, k) for o in orders]
+            assert got[q] == pytest.approx(math.fsum(values) / len(values), abs=1e-12), (q, k)
+        # few terms held at once: the same numbers
+        assert np.array_equal(hashnet_ap_at_k(n, r, k, max_pairs=1), got)
+    with pytest.raises(ValueError, match="at least 1"):
+        hashnet_ap_at_k(n, r, 0)
+
+
+def test_hashnet_ap_at_k_by_hand():
+    # The 5-item case at k = 2: place 1 not relevant; place 2 relevant with probability 2/3,
+    # then precision 1/2 over one relevant item: 1/3. (hashret's own AP@2 divides by 2: 1/6.)
+    assert hashnet_ap_at_k(N_HAND, R_HAND, 2)[0] == pytest.approx(1 / 3, abs=1e-15)
+    # k = 4: the whole group; orders give (1/3 + 2/4) / 2, (1/2 + 2/4) / 2, (1/2 + 2/3) / 2
+    expected = (Fraction(5, 6) + Fraction(1) + Fraction(7, 6)) / 2 / 3
+    assert hashnet_ap_at_k(N_HAND, R_HAND, 4)[0] == pytest.approx(float(expected), abs=1e-15)
