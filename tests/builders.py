@@ -113,3 +113,52 @@ def build_dogs(
         path = folder / "Annotation" / rel.rsplit(".", 1)[0]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"<annotation><size><width>6</width></size>{xml}</annotation>")
+
+
+CIFAR_NAMES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
+
+
+def build_cifar(base: Path, per_class: int, *, seed: int = 0):
+    """Write ``base/cifar-10-batches-py`` as the official python archive lays it out: five
+    data batches and a test batch (pickled dicts with bytes keys, ``data`` an (N, 3072) uint8
+    array of channel planes), ``batches.meta`` with the label names.
+
+    ``per_class`` images of each of the 10 classes, shuffled, 5/6 of them over the data
+    batches. Returns (images uint8 (N, 32, 32, 3), labels int64 (N,)) in the merged order.
+    """
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.repeat(np.arange(10), per_class))
+    images = rng.integers(0, 256, size=(len(labels), 32, 32, 3), dtype=np.uint8)
+    folder = base / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    n_train = len(labels) * 5 // 6
+    bounds = np.linspace(0, n_train, 6).astype(int)
+    parts = [(f"data_batch_{i + 1}", bounds[i], bounds[i + 1]) for i in range(5)]
+    parts.append(("test_batch", n_train, len(labels)))
+    for name, start, stop in parts:
+        rows = images[start:stop].transpose(0, 3, 1, 2).reshape(stop - start, 3072)
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": labels[start:stop].tolist(),
+            b"data": rows,
+            b"filenames": [f"img_{i}.png".encode() for i in range(start, stop)],
+        }
+        # the official archive was pickled by numpy 1 under Python 2: numpy.core's name
+        data = pickle.dumps(batch, protocol=2)
+        (folder / name).write_bytes(data.replace(b"numpy._core.", b"numpy.core."))
+    meta = {b"num_cases_per_batch": 10000, b"label_names": [n.encode() for n in CIFAR_NAMES]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return images, labels.astype(np.int64)

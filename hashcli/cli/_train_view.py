@@ -40,7 +40,8 @@ class RichTrainObserver(TrainObserver):
             f"Run {info['run_dir']} ({info['method']}) on {info['device']}: {info['epochs']} "
             f"epochs x {info['steps_per_epoch']} steps, batch {info['batch']}, lr {info['lr']:g} "
             f"({info['schedule']}, {info['warmup_steps']} warmup steps); images: "
-            f"train {info['train']}, val {info['val']}, test {info['test']}"
+            f"train {info['train']}, val {info['val']}, database {info['database']}, "
+            f"test (queries) {info['test']}"
         )
         self.epoch_task = self.progress.add_task(
             "epochs", total=info["epochs"], stats="", completed=0

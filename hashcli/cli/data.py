@@ -28,9 +28,10 @@ def info(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Show where a dataset is, its classes and its images per split.
+    """Show where a dataset is, its classes and its images per split and role.
 
-    Val is carved from the train split (stratified, seeded): train + val = the train split.
+    Val is carved from the train split (stratified, seeded): train + val = the train split. The
+    database is what a run searches: the train split, or for CIFAR-10 its protocol's database.
 
     Example: hashret data info cub --data-root ~/datasets
     """
@@ -44,6 +45,8 @@ def info(
         "root": str(ds.root),
         "classes": ds.num_classes,
         "images": counts,
+        "splits": ds.role_counts(),
+        "database_splits": list(ds.database_splits),
         "train_total": counts["train"] + counts["val"],
         "val_fraction": val_fraction,
         "seed": seed,
@@ -65,7 +68,8 @@ def info(
         f"classes  {ds.num_classes}",
         f"train    {train_total:,} (train {counts['train']:,} + val {counts['val']:,}; "
         f"val = {val_fraction:.0%} of each class, seed {seed})",
-        f"test     {counts['test']:,}",
+        f"database {len(ds.role('database')):,} ({' + '.join(ds.database_splits)})",
+        f"test     {counts['test']:,} (the queries)",
         f"boxes    {'yes' if ds.has_boxes else 'no'}",
         f"size     {ds.image_size} px, horizontal flips {'on' if ds.hflip else 'off'}",
     ]
@@ -117,7 +121,12 @@ def check(
 @app.command("download")
 def download(
     dataset: Annotated[
-        str, typer.Argument(help="cub or dogs.", show_default=False, metavar="cub|dogs")
+        str,
+        typer.Argument(
+            help="cub, dogs or cifar10 (the archive all three cifar10 protocols read).",
+            show_default=False,
+            metavar="cub|dogs|cifar10",
+        ),
     ],
     to: Annotated[
         Path | None,

@@ -23,7 +23,7 @@ from hashcli.cli._options import (
 )
 from hashcli.cli._output import Output
 
-SPLITS = ("train", "val", "test", "all")
+SPLITS = ("train", "val", "test", "database", "all")
 
 
 def _complete(names: tuple[str, ...]) -> Callable[[str], list[str]]:
@@ -63,7 +63,7 @@ def encode_command(
         typer.Option(
             "--dataset",
             "-d",
-            help="Encode a dataset split instead: cub, dogs, folder or digits.",
+            help="Encode a dataset split instead: cub, dogs, folder, digits or a cifar10 protocol.",
             autocompletion=_complete(DATASET_NAMES),
             show_default=False,
         ),
@@ -72,7 +72,8 @@ def encode_command(
         str | None,
         typer.Option(
             "--split",
-            help="With --dataset: train, val, test or all (val is carved as the run's "
+            help="With --dataset: train, val, test, database (what a run searches: the train "
+            "split, or a cifar10 protocol's database) or all (val is carved as the run's "
             "training carved it).",
             autocompletion=_complete(SPLITS),
             show_default=False,

@@ -4,8 +4,11 @@
 >>> ds.counts()                            # {'train': ..., 'val': ..., 'test': ...}
 
 Readers: ``cub`` (:mod:`.cub`), ``dogs`` (:mod:`.dogs`), ``folder`` (:mod:`.folder`), ``digits``
-(:mod:`.digits`). A validation split is carved from train for model selection (stratified,
-seeded, 10% by default; :mod:`.splits`); the test split is never used to select anything.
+(:mod:`.digits`), ``cifar10``, ``cifar10-1`` and ``cifar10-2`` (:mod:`.cifar`, three split
+protocols). A validation split is carved from train for model selection (stratified, seeded,
+10% by default; :mod:`.splits`); the test split is never used to select anything. Every dataset
+has four roles (:data:`ROLES`): train, val, database (what a run searches: the train split for
+most datasets, :attr:`ImageDataset.database_splits`) and test (the queries).
 
 Importing this package loads neither torch, torchvision nor scipy: the torch side lives in
 :mod:`hashcli.data.torch_data` and :mod:`hashcli.data.transforms`, imported on demand.
@@ -16,16 +19,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from hashcli.data.images import IMAGE_EXTENSIONS, load_image
-from hashcli.data.records import SPLITS, ImageDataset, ImageRecord
+from hashcli.data.records import ROLES, SPLITS, ImageDataset, ImageRecord
 from hashcli.data.splits import carve_validation
 from hashcli.errors import DataError, HashretError
 from hashcli.paths import default_data_root
 
-DATASET_NAMES = ("cub", "dogs", "folder", "digits")
+DATASET_NAMES = ("cub", "dogs", "folder", "digits", "cifar10", "cifar10-1", "cifar10-2")
 
 __all__ = [
     "DATASET_NAMES",
     "IMAGE_EXTENSIONS",
+    "ROLES",
     "SPLITS",
     "DataError",
     "ImageDataset",
@@ -54,8 +58,9 @@ def load_dataset(
 
     ``root`` is the data root (default ``$HASHRET_DATA``, else ``./data``): for ``cub`` the
     CUB_200_2011 folder or its parent, for ``dogs`` the Stanford Dogs folder or its parent, for
-    ``digits`` where the built-in images are extracted, and for ``folder`` the image tree itself
-    (``<root>/<class>/<image>``). ``val_fraction`` of every class's train images (seeded by
+    ``digits`` where the built-in images are extracted, for ``folder`` the image tree itself
+    (``<root>/<class>/<image>``), for the ``cifar10`` protocols the ``cifar-10-batches-py``
+    folder or its parent. ``val_fraction`` of every class's train images (seeded by
     ``seed``) get the split "val"; 0 carves nothing, and nothing is carved when the reader already
     gives a validation split (a folder tree with ``val/``). ``boxes=True`` makes bounding boxes
     required (cub, dogs); CUB boxes are read whenever ``bounding_boxes.txt`` exists.
@@ -68,7 +73,7 @@ def load_dataset(
     if not 0 < test_fraction < 1:
         raise HashretError(f"the test fraction must be in (0, 1), got {test_fraction}")
     data_root = resolve_data_root(root)
-    if boxes and name in ("folder", "digits"):
+    if boxes and name not in ("cub", "dogs"):
         raise HashretError(f"the {name} dataset has no bounding boxes")
     if name == "cub":
         from hashcli.data.cub import read_cub
@@ -78,6 +83,10 @@ def load_dataset(
         from hashcli.data.dogs import read_dogs
 
         dataset = read_dogs(data_root, boxes=boxes)
+    elif name.startswith("cifar10"):
+        from hashcli.data.cifar import read_cifar10
+
+        dataset = read_cifar10(data_root, name)
     elif name == "folder":
         from hashcli.data.folder import read_folder
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from hashcli.data.records import ImageDataset
+from hashcli.errors import DataError
+
+MARKER = ".hashret-complete"
+"""The file that marks a complete extraction (written last, inside the folder)."""
 
 SHOWN = 5
 """How many offending items an error message shows."""
@@ -34,3 +42,60 @@ def check_official_counts(
             f"{official['test']:,} in {official_classes}, so results are not comparable "
             "with published ones"
         )
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/hashret``, else ``~/.cache/hashret``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hashret"
+
+
+def extract_once(target: Path, write: Callable[[Path], None], what: str) -> tuple[Path, list[str]]:
+    """The folder ``target`` filled by ``write(folder)`` once, atomically, plus warnings.
+
+    ``write`` fills a temporary folder beside the target, which gets :data:`MARKER` and is
+    renamed only when complete, so an interrupted run never leaves half a folder (and two
+    concurrent extractions both end with the complete one). When ``target``'s parent is not
+    writable, the folder goes to the user cache (:func:`user_cache_dir`) with a warning.
+    ``what`` names the content in messages ("the built-in digits").
+    """
+    try:
+        return _extract_into(target, write, what), []
+    except DataError:
+        raise
+    except OSError as exc:
+        fallback = user_cache_dir() / target.name
+        try:
+            folder = _extract_into(fallback, write, what)
+        except OSError as cache_exc:
+            raise DataError(
+                f"cannot write {what} to {target} ({exc.strerror or exc}) nor to "
+                f"{fallback} ({cache_exc.strerror or cache_exc}); pass a writable --data-root"
+            ) from None
+        return folder, [
+            f"{target.parent} is not writable ({exc.strerror or exc}); {what} are in {folder}"
+        ]
+
+
+def _extract_into(target: Path, write: Callable[[Path], None], what: str) -> Path:
+    if (target / MARKER).is_file():
+        return target
+    if target.exists():
+        raise DataError(
+            f"{target} exists but is not a complete extraction of {what} (no {MARKER} file); "
+            "remove or rename it and run again"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        write(scratch)
+        (scratch / MARKER).write_text(f"hashret: {what}\n")
+        try:
+            os.rename(scratch, target)
+        except OSError:
+            if not (target / MARKER).is_file():  # not a concurrent extraction that won the race
+                raise
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
+    return target

@@ -14,18 +14,15 @@ is not writable, the digits go to the user cache (``$XDG_CACHE_HOME/hashret``, e
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 
+from hashcli.data._common import extract_once
 from hashcli.data.records import ImageDataset
 from hashcli.data.splits import stratified_split
-from hashcli.errors import DataError
 
 FOLDER = "digits"
-MARKER = ".hashret-complete"
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 IMAGE_SIZE = 32
@@ -51,12 +48,6 @@ def digits_splits(labels) -> list[str]:  # labels: Sequence[int]
     return ["test" if i in test_set else "train" for i in range(len(labels))]
 
 
-def user_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/hashret``, else ``~/.cache/hashret``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "hashret"
-
-
 def _write_digits(folder: Path) -> None:
     import numpy as np
     from PIL import Image
@@ -71,53 +62,11 @@ def _write_digits(folder: Path) -> None:
         Image.fromarray(image).save(class_dir / f"{row:04d}.png")
     with _builtin_file(README).open("rb") as source, (folder / README).open("wb") as target:
         shutil.copyfileobj(source, target)
-    (folder / MARKER).write_text(f"hashret built-in digits: {len(labels)} images\n")
-
-
-def _extract_into(target: Path) -> Path:
-    """Write the digits to ``target`` unless a complete copy is already there."""
-    if (target / MARKER).is_file():
-        return target
-    if target.exists():
-        raise DataError(
-            f"{target} exists but is not a complete extraction of the built-in digits (no "
-            f"{MARKER} file); remove or rename it and run again"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{FOLDER}-", dir=target.parent))
-    try:
-        _write_digits(scratch)
-        try:
-            os.rename(scratch, target)
-        except OSError:
-            if not (target / MARKER).is_file():  # not a concurrent extraction that won the race
-                raise
-    finally:
-        if scratch.exists():
-            shutil.rmtree(scratch, ignore_errors=True)
-    return target
 
 
 def ensure_digits(data_root: Path) -> tuple[Path, list[str]]:
     """The folder holding the extracted digits (extracting them if needed), plus warnings."""
-    target = Path(data_root) / FOLDER
-    try:
-        return _extract_into(target), []
-    except DataError:
-        raise
-    except OSError as exc:
-        fallback = user_cache_dir() / FOLDER
-        try:
-            folder = _extract_into(fallback)
-        except OSError as cache_exc:
-            raise DataError(
-                f"cannot write the built-in digits to {target} ({exc.strerror or exc}) nor to "
-                f"{fallback} ({cache_exc.strerror or cache_exc}); pass a writable --data-root"
-            ) from None
-        return folder, [
-            f"the data root {data_root} is not writable ({exc.strerror or exc}); the built-in "
-            f"digits are in {folder}"
-        ]
+    return extract_once(Path(data_root) / FOLDER, _write_digits, "the built-in digits")
 
 
 def read_digits(data_root: Path) -> ImageDataset:

@@ -1,4 +1,4 @@
-"""Download, verify and extract the official CUB-200-2011 and Stanford Dogs archives.
+"""Download, verify and extract the official CUB-200-2011, Stanford Dogs and CIFAR-10 archives.
 
 - Resumable: bytes go to ``<archive>.part``; a later run (or a retry after a dropped connection)
   asks for the rest with an HTTP Range request. A server that ignores Range (200 instead of 206)
@@ -76,6 +76,9 @@ class DatasetArchives:
 #   (tensorflow_datasets/url_checksums/caltech_birds2011.txt).
 # - Stanford Dogs: sizes and SHA-256 from tensorflow/datasets
 #   (tensorflow_datasets/url_checksums/stanford_dogs.txt), recorded for these exact URLs.
+# - cifar-10-python.tar.gz: MD5 c58f30108f718f92721af3b95e74349a, the value on the dataset's
+#   page and in torchvision's CIFAR10 (tgz_md5); 170,498,071 bytes, the Content-Length the
+#   official host sends (wget logs and Keras's progress bars in public notebooks).
 DOWNLOADS: dict[str, DatasetArchives] = {
     "cub": DatasetArchives(
         folder="CUB_200_2011",
@@ -110,6 +113,17 @@ DOWNLOADS: dict[str, DatasetArchives] = {
             ),
         ),
     ),
+    "cifar10": DatasetArchives(
+        folder="cifar-10-batches-py",
+        expected=("batches.meta", "data_batch_1", "test_batch"),
+        archives=(
+            ArchiveSource(
+                url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                size=170_498_071,
+                md5="c58f30108f718f92721af3b95e74349a",
+            ),
+        ),
+    ),
 }
 
 
@@ -122,9 +136,10 @@ def download_dataset(
     timeout: float = DEFAULT_TIMEOUT,
     keep_archives: bool = False,
 ) -> Path:
-    """Fetch, verify and extract dataset ``name`` ("cub" or "dogs") under ``to``.
+    """Fetch, verify and extract dataset ``name`` ("cub", "dogs" or "cifar10") under ``to``.
 
-    Returns the dataset folder (``to/CUB_200_2011`` or ``to/StanfordDogs``), which is then a
+    Returns the dataset folder (``to/CUB_200_2011``, ``to/StanfordDogs`` or
+    ``to/cifar-10-batches-py``), which is then a
     valid ``--data-root`` (as is ``to``). Nothing is fetched when that folder is already there;
     an archive already in ``to`` (placed by hand, or kept from an earlier run) is verified and
     used. ``sources`` replaces the official archives (tests, mirrors); plain URLs are accepted.

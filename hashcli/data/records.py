@@ -6,14 +6,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "database")
+"""Where a record belongs: training, validation, queries ("test"), or database-only images
+(never trained on; CIFAR-10's and list datasets' database images that are not train images)."""
+ROLES = ("train", "val", "database", "test")
+"""What a run uses: train and val (model selection), the database it searches and its queries."""
 
 
 @dataclass(frozen=True)
 class ImageRecord:
     """One image of a dataset.
 
-    ``label`` indexes ``ImageDataset.classes``; ``split`` is "train", "val" or "test";
+    ``label`` indexes ``ImageDataset.classes``; ``split`` is one of :data:`SPLITS`;
     ``box`` is an optional (x, y, width, height) bounding box in pixels.
     """
 
@@ -29,7 +33,9 @@ class ImageDataset:
 
     ``warnings`` holds messages for people (an unofficial image count, an empty class folder);
     ``image_size`` is the recommended input size in pixels and ``hflip`` whether a horizontal
-    flip is a valid augmentation (not for digits).
+    flip is a valid augmentation (not for digits). ``database_splits``: the splits whose records
+    make up the database (the database role): train and val for most datasets, the "database"
+    split (and for some protocols train and val too) for CIFAR-10 and list datasets.
     """
 
     name: str
@@ -39,6 +45,7 @@ class ImageDataset:
     warnings: list[str] = field(default_factory=list)
     image_size: int = 224
     hflip: bool = True
+    database_splits: tuple[str, ...] = ("train", "val")
 
     def split(self, name: str) -> list[ImageRecord]:
         """The records of one split, in reader order."""
@@ -50,6 +57,19 @@ class ImageDataset:
         """Images per split (every split present, zeros included)."""
         counter = Counter(r.split for r in self.records)
         return {s: counter.get(s, 0) for s in SPLITS}
+
+    def role(self, name: str) -> list[ImageRecord]:
+        """The records of a role (:data:`ROLES`), in reader order: "database" gathers the
+        :attr:`database_splits`; the others are the split of that name."""
+        if name not in ROLES:
+            raise ValueError(f"unknown role {name!r}; expected one of {', '.join(ROLES)}")
+        if name != "database":
+            return self.split(name)
+        return [r for r in self.records if r.split in self.database_splits]
+
+    def role_counts(self) -> dict[str, int]:
+        """Images per role: train, val, database, test."""
+        return {name: len(self.role(name)) for name in ROLES}
 
     @property
     def num_classes(self) -> int:

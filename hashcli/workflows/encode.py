@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from hashcli.runtime.distributed import Distributed
 
 #: The splits ``encode_to_file`` accepts; "all" is every record of the dataset, in reader order.
-ENCODE_SPLITS = ("train", "val", "test", "all")
+ENCODE_SPLITS = ("train", "val", "test", "database", "all")
 
 
 @dataclass
@@ -143,7 +143,8 @@ def _dataset_inputs(
     ds = load_dataset(
         dataset, root, val_fraction=settings["val_fraction"], seed=settings["seed"], boxes=crop
     )
-    records = list(ds.records) if split == "all" else ds.split(split)
+    # "database" is the role (the train split, or the protocol's database for CIFAR-10)
+    records = list(ds.records) if split == "all" else ds.role(split)
     if not records:
         raise HashretError(
             f"the {dataset} dataset at {ds.root} has no images in the {split} split "

@@ -271,7 +271,7 @@ def _use_cores(config: TrainConfig, dist: Distributed) -> int:
 def _load_data(
     config: TrainConfig, obs: TrainObserver
 ) -> tuple[ImageDataset, dict[str, list[ImageRecord]]]:
-    """The dataset and its train, val and test splits."""
+    """The dataset and the records of its roles: train, val, database and test."""
     from hashcli.data import load_dataset
 
     dataset = load_dataset(
@@ -283,7 +283,7 @@ def _load_data(
     )
     for warning in dataset.warnings:
         obs.message(f"Warning: {warning}")
-    return dataset, {name: dataset.split(name) for name in ("train", "val", "test")}
+    return dataset, {name: dataset.role(name) for name in ("train", "val", "database", "test")}
 
 
 def _method_overrides(config: TrainConfig) -> dict[str, Any]:
@@ -602,6 +602,7 @@ def _announce(
             "warmup_steps": recipe.warmup_steps,
             "train": len(splits["train"]),
             "val": len(splits["val"]),
+            "database": len(splits["database"]),
             "test": len(splits["test"]),
             "start_step": start_step,
         }
@@ -643,13 +644,14 @@ def _conclude(
         dist.barrier()
         return result
 
-    # The best model encodes the database (the whole train split, validation images included)
-    # and the queries (the test split); the test split is scored once, here.
+    # The best model encodes the database (the dataset's database role: the whole train split,
+    # validation images included, for most datasets) and the queries (the test split); the
+    # test split is scored once, here.
     model = load_model(run_dir.best_checkpoint, dist.device)
     encoded = {}
-    for split, records in (("train", splits["train"] + splits["val"]), ("test", splits["test"])):
+    for split, records in (("database", splits["database"]), ("test", splits["test"])):
         if records:
-            codes = encode(records, f"encoding {split} split", model)
+            codes = encode(records, f"encoding the {split}", model)
             state.note_skipped(codes.bad_paths if codes is not None else ())
             encoded[split] = (records, codes)
 
@@ -659,7 +661,7 @@ def _conclude(
         config_now["skipped_images"] = state.skipped_images
         runs.write_config(run_dir.path, config_now)
         result.test, result.skipped_images = test, state.skipped_images
-        result.code_stats = _code_stats(encoded.get("train"), config.bits)
+        result.code_stats = _code_stats(encoded.get("database"), config.bits)
         _write_summary(run_dir.path, result, recipe.total_steps)
         return test, state.skipped_images, result.code_stats
 
@@ -676,7 +678,7 @@ def _final_codes(model, run_dir, config, dataset, encoded_splits, obs):
 
     run = runs.RunDir(run_dir)
     encoded = {}
-    for split, target in (("train", run.database_codes), ("test", run.query_codes)):
+    for split, target in (("database", run.database_codes), ("test", run.query_codes)):
         if split not in encoded_splits:
             continue
         records, enc = encoded_splits[split]
@@ -693,17 +695,17 @@ def _final_codes(model, run_dir, config, dataset, encoded_splits, obs):
         )
         encoded[split] = enc
         obs.message(f"Wrote {target} ({len(enc.rows)} codes)")
-    if "train" in encoded:
+    if "database" in encoded:
         # `hashret query` works right after training: the flat (exact) index of the database.
         index = write_index(run.database_codes, run.index_file, "flat")
         obs.message(f"Wrote {run.index_file} (flat index, {index.ntotal} codes)")
-    if "train" not in encoded or "test" not in encoded:
+    if "database" not in encoded or "test" not in encoded:
         return None
     scores = evaluate_codes(
         encoded["test"].codes,
         encoded["test"].labels,
-        encoded["train"].codes,
-        encoded["train"].labels,
+        encoded["database"].codes,
+        encoded["database"].labels,
         config.bits,
     )
     return scores

@@ -104,7 +104,8 @@ def test_options_complete():
 def test_dataset_names_complete():
     assert bash("hashret train --dataset ") == list(_options.DATASET_NAMES)
     assert bash("hashret train --dataset d") == ["dogs", "digits"]
-    assert bash("hashret data info c") == ["cub"]  # the positional argument too
+    assert bash("hashret data info cu") == ["cub"]  # the positional argument too
+    assert bash("hashret data info cifar10-") == ["cifar10-1", "cifar10-2"]
 
 
 def test_backbone_names_complete():

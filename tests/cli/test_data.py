@@ -41,6 +41,10 @@ def test_info_digits_json(tmp_path):
     assert sum(info["images"].values()) == 1797
     assert info["train_total"] == info["images"]["train"] + info["images"]["val"]
     assert info["image_size"] == 32 and info["hflip"] is False
+    # the roles: the database of digits is its whole train split
+    splits = info["splits"]
+    assert splits["database"] == splits["train"] + splits["val"] == info["train_total"]
+    assert splits["test"] == info["images"]["test"] and info["database_splits"] == ["train", "val"]
 
 
 def test_info_for_people_goes_to_stderr(tmp_path):
@@ -176,3 +180,19 @@ def test_help_has_an_example(command):
     result = runner.invoke(app, ["data", command, "--help"])
     assert result.exit_code == 0
     assert "Example: hashret data " in result.stdout
+
+
+def test_info_cifar10_json_gives_every_role(tmp_path, monkeypatch):
+    from builders import build_cifar
+
+    from hashcli.data import cifar
+
+    monkeypatch.setattr(cifar, "PROTOCOLS", {"cifar10": (2, 5, False, True)})
+    build_cifar(tmp_path / "c", per_class=12)
+    result = runner.invoke(
+        app, ["data", "info", "cifar10", "--data-root", str(tmp_path / "c"), "--json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["splits"] == {"train": 40, "val": 10, "database": 50, "test": 20}
+    assert info["database_splits"] == ["database"]

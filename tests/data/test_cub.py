@@ -63,7 +63,7 @@ def test_class_subset_drops_empty_classes_and_reindexes(tmp_path, cub_builder):
     # Class 40 has no image: dropped; the others keep classes.txt order and names.
     assert dataset.classes == [NAMES[3], NAMES[7], NAMES[12]]
     assert sorted({r.label for r in dataset.records}) == [0, 1, 2]
-    assert dataset.counts() == {"train": 6, "val": 0, "test": 3}
+    assert dataset.counts() == {"train": 6, "val": 0, "test": 3, "database": 0}
     assert len(dataset.warnings) == 1 and "5,994" in dataset.warnings[0]
 
 

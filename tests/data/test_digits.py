@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from hashcli.data import load_dataset
-from hashcli.data.digits import MARKER, builtin_digits, ensure_digits
+from hashcli.data._common import MARKER
+from hashcli.data.digits import builtin_digits, ensure_digits
 from hashcli.errors import DataError
 
 

@@ -112,7 +112,7 @@ def test_download_verify_extract(tmp_path, server, cub_archive):
     assert folder == to / "CUB_200_2011"
     assert calls[-1] == (len(cub_archive), len(cub_archive))
     dataset = load_dataset("cub", to, val_fraction=0)
-    assert dataset.counts() == {"train": 2, "val": 0, "test": 2}
+    assert dataset.counts() == {"train": 2, "val": 0, "test": 2, "database": 0}
     assert (to / "attributes.txt").is_file()  # the archive's other top-level file
     assert sorted(p.name for p in to.iterdir()) == ["CUB_200_2011", "attributes.txt"]
     # A second call finds the dataset and asks nothing of the network.
@@ -236,7 +236,7 @@ def test_stanford_dogs_archives(tmp_path, server, dogs_builder):
     to = tmp_path / "data"
     assert download_dataset("dogs", to, sources=sources) == to / "StanfordDogs"
     dataset = load_dataset("dogs", to, boxes=True, val_fraction=0)
-    assert dataset.counts() == {"train": 2, "val": 0, "test": 2}
+    assert dataset.counts() == {"train": 2, "val": 0, "test": 2, "database": 0}
     assert dataset.classes == ["n02085620-Chihuahua", "n02099601-golden_retriever"]
     assert sorted(p.name for p in to.iterdir()) == ["StanfordDogs"]
 
@@ -244,3 +244,28 @@ def test_stanford_dogs_archives(tmp_path, server, dogs_builder):
 def test_unknown_dataset(tmp_path):
     with pytest.raises(HashretError, match="choose one of cub, dogs"):
         download_dataset("digits", tmp_path)
+
+
+def test_cifar10_archive(tmp_path, server, monkeypatch):
+    from builders import build_cifar
+
+    from hashcli.data import cifar
+
+    monkeypatch.setattr(cifar, "PROTOCOLS", {"cifar10-2": (3, 9, True, False)})
+    staging = tmp_path / "staging"
+    build_cifar(staging, per_class=12)
+    archive = _tar_folder(staging, arcname_root=staging)  # holds cifar-10-batches-py/
+    source = _source(server, "cifar-10-python.tar.gz", archive)
+    to = tmp_path / "data"
+    assert download_dataset("cifar10", to, sources=[source]) == to / "cifar-10-batches-py"
+    dataset = load_dataset("cifar10-2", to)
+    assert dataset.role_counts() == {"train": 80, "val": 10, "database": 90, "test": 30}
+    assert sorted(p.name for p in to.iterdir()) == ["cifar-10-batches-py", "cifar10-png"]
+
+
+def test_the_official_cifar10_archive_is_pinned():
+    from hashcli.data.download import DOWNLOADS
+
+    (source,) = DOWNLOADS["cifar10"].archives
+    assert source.url == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    assert (source.md5, source.size) == ("c58f30108f718f92721af3b95e74349a", 170_498_071)

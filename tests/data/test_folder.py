@@ -36,7 +36,7 @@ def test_flat_tree_gets_a_stratified_test_split(tmp_path, image_writer):
 def test_test_fraction_option(tmp_path, image_writer):
     _tree(tmp_path, [f"a/{i}.png" for i in range(10)], image_writer)
     dataset = load_dataset("folder", tmp_path, test_fraction=0.5, val_fraction=0.2)
-    assert dataset.counts() == {"train": 4, "val": 1, "test": 5}
+    assert dataset.counts() == {"train": 4, "val": 1, "test": 5, "database": 0}
 
 
 def test_train_test_subtrees(tmp_path, image_writer):
@@ -56,7 +56,7 @@ def test_train_test_subtrees(tmp_path, image_writer):
 def test_val_subtree_is_used_instead_of_carving(tmp_path, image_writer):
     _tree(tmp_path, ["train/a/1.png", "train/a/2.png", "val/a/3.png", "test/a/4.png"], image_writer)
     dataset = load_dataset("folder", tmp_path)
-    assert dataset.counts() == {"train": 2, "val": 1, "test": 1}
+    assert dataset.counts() == {"train": 2, "val": 1, "test": 1, "database": 0}
 
 
 def test_hidden_non_image_and_nested_files(tmp_path, image_writer):

@@ -47,3 +47,9 @@ def test_importing_the_readers_is_light():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_cli_offers_the_same_dataset_names():
+    from hashcli.cli import _options
+
+    assert _options.DATASET_NAMES == DATASET_NAMES

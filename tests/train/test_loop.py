@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from builders import build_cub
+from builders import build_cifar, build_cub
 
 from hashcli.codes import read_codes
 from hashcli.errors import HashretError
@@ -102,7 +102,7 @@ def test_smoke_run_writes_every_file(tmp_path):
     n_test = len(written) - n_train
     assert len(database) == n_train and len(queries) == n_test
     assert database.bits == queries.bits == 16
-    assert queries.attrs["split"] == "test" and database.attrs["split"] == "train"
+    assert queries.attrs["split"] == "test" and database.attrs["split"] == "database"
 
     from hashcli.model.checkpoint import load_model
 
@@ -305,3 +305,23 @@ def test_a_run_that_fails_before_training_leaves_no_folder(tmp_path):
         train(config, workdir=workdir, run="doomed")
     assert not (workdir / "doomed").exists()
     assert runs.current_run_name(workdir) is None
+
+
+def test_a_database_apart_from_train_is_encoded_and_searched(tmp_path, monkeypatch):
+    """CIFAR-10's protocol: the database role (not the train split) is what database.h5 holds
+    and what the test mAP searches; queries are the test split."""
+    from hashcli.data import cifar, load_dataset
+
+    monkeypatch.setattr(cifar, "PROTOCOLS", {"cifar10": (2, 5, False, True)})
+    build_cifar(tmp_path / "data", per_class=12)
+    config = small_config(tmp_path / "data", dataset="cifar10", epochs=1, per_class=2)
+    result = train(config, workdir=tmp_path / "runs", run="c")
+    assert result.finished
+    dataset = load_dataset("cifar10", tmp_path / "data")
+    run_dir = tmp_path / "runs" / "c"
+    database = read_codes(run_dir / runs.DATABASE_CODES)
+    queries = read_codes(run_dir / runs.QUERY_CODES)
+    assert [str(p) for p in database.paths] == [str(r.path) for r in dataset.role("database")]
+    assert [str(p) for p in queries.paths] == [str(r.path) for r in dataset.role("test")]
+    assert database.attrs["split"] == "database" and len(database.codes) == 50
+    assert result.test["n_database"] == 50 and result.test["n_queries"] == 20

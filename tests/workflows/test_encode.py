@@ -296,3 +296,40 @@ def test_an_empty_split_is_an_error(tiny, tmp_path):
     with pytest.raises(HashretError, match="no images in the val split"):
         encode_to_file(dataset="folder", split="val", run=str(run_dir))
     assert not (run_dir / "codes").exists()
+
+
+def test_the_database_split_is_the_datasets_database_role(tiny, tmp_path, monkeypatch):
+    """--split database: the train split for a folder tree; CIFAR-10's own database images
+    (none of them train or test images) for the cifar10 protocol."""
+    from builders import build_cifar
+
+    from hashcli.data import cifar, load_dataset
+
+    checkpoint, model = tiny
+    layout = build_folder_dataset(tmp_path / "tree")
+    out = tmp_path / "db.h5"
+    encode_to_file(
+        dataset="folder",
+        split="database",
+        data_root=tmp_path / "tree",
+        checkpoint=checkpoint,
+        out=out,
+    )
+    assert read_codes(out).paths == [str(p) for p, _ in layout["train"]]
+
+    monkeypatch.setattr(cifar, "PROTOCOLS", {"cifar10": (2, 5, False, True)})
+    build_cifar(tmp_path / "c", per_class=12)
+    out = tmp_path / "cifar-db.h5"
+    encode_to_file(
+        dataset="cifar10",
+        split="database",
+        data_root=tmp_path / "c",
+        checkpoint=checkpoint,
+        out=out,
+    )
+    cf = read_codes(out)
+    dataset = load_dataset("cifar10", tmp_path / "c")
+    expected = [r.path for r in dataset.records if r.split == "database"]
+    assert cf.paths == [str(p) for p in expected] and len(expected) == 50
+    assert cf.attrs["split"] == "database"
+    np.testing.assert_array_equal(cf.codes[:5], oracle_codes(model, expected[:5]))
