@@ -106,6 +106,16 @@ class RichTrainObserver(TrainObserver):
         test = summary.get("test") or {}
         table.add_row("test mAP (tie-aware)", _fmt(test.get("map")))
         table.add_row("test mAP (index order)", _fmt(test.get("map_index_order")))
+        unseen = test.get("unseen_classes")
+        if unseen:
+            table.add_row("unseen classes", f"{len(unseen['classes'])}: {unseen['classes']}")
+            for key in ("seen@seen", "unseen@unseen", "unseen@all"):
+                figure = unseen[key]
+                table.add_row(
+                    f"  {key} mAP (tie-aware)",
+                    f"{_fmt(figure['map'])} ({_fmt(figure['map_pessimistic'])} .. "
+                    f"{_fmt(figure['map_optimistic'])})",
+                )
         stats = summary.get("code_stats")
         if stats:
             table.add_row(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -126,9 +126,13 @@ def eval_command(
         save_pr_curve(report.pr_curve, pr_curve, bits=report.bits)
         out.say(f"Wrote the precision-recall curve to {pr_curve}")
     if json_output:
-        out.json(report.to_dict(per_class=per_class))
+        data = report.to_dict(per_class=per_class)
+        if evaluation.unseen is not None:
+            data["unseen_classes"] = evaluation.unseen["classes"]
+            data.update({k: v for k, v in evaluation.unseen.items() if k != "classes"})
+        out.json(data)
         return
-    _render(out, report, per_class=per_class)
+    _render(out, report, per_class=per_class, unseen=evaluation.unseen)
 
 
 def _fmt(value: float | None) -> str:
@@ -161,7 +165,9 @@ def _code_stat_rows(table: Table, stats: CodeStats) -> None:
     )
 
 
-def _render(out: Output, report: RetrievalReport, *, per_class: bool) -> None:
+def _render(
+    out: Output, report: RetrievalReport, *, per_class: bool, unseen: dict[str, Any] | None = None
+) -> None:
     from rich.table import Table
 
     kind = "multi-label" if report.multi_label else "single-label"
@@ -192,6 +198,16 @@ def _render(out: Output, report: RetrievalReport, *, per_class: bool) -> None:
     table.add_row(
         "queries without a relevant item (skipped)", f"{report.n_queries_without_relevant:,}"
     )
+    if unseen is not None:
+        table.add_section()
+        table.add_row(f"unseen classes ({len(unseen['classes'])})", str(unseen["classes"]))
+        for key in ("seen@seen", "unseen@unseen", "unseen@all"):
+            figure = unseen[key]
+            table.add_row(
+                f"  {key} mAP (tie-aware, bounds)",
+                f"{_fmt(figure['map'])} ({_fmt(figure['map_pessimistic'])} .. "
+                f"{_fmt(figure['map_optimistic'])})",
+            )
     if report.code_stats is not None:
         _code_stat_rows(table, report.code_stats)
     out.table(table)

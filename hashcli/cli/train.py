@@ -125,6 +125,15 @@ def train_command(
     val_fraction: Annotated[
         float, typer.Option(help="Share of each class's train images kept for validation.")
     ] = 0.1,
+    unseen_classes: Annotated[
+        float,
+        typer.Option(
+            "--unseen-classes",
+            help="Share of the classes left out of training and validation (seeded by --seed, "
+            "listed in config.json); the run then reports seen@seen, unseen@unseen and "
+            "unseen@all mAP.",
+        ),
+    ] = 0.0,
     crop: Annotated[
         bool, typer.Option("--crop/--no-crop", help="Crop to bounding boxes (cub, dogs).")
     ] = False,
@@ -201,6 +210,7 @@ def train_command(
         schedule=schedule,
         warmup_steps=warmup,
         val_fraction=val_fraction,
+        unseen_classes=unseen_classes,
         crop_to_box=crop,
         device=device,
         workers=workers,

@@ -65,3 +65,22 @@ def carve_validation(
     _, carved = stratified_split([records[i].label for i in train_positions], fraction, seed)
     to_val = {train_positions[j] for j in carved}
     return [replace(r, split="val") if i in to_val else r for i, r in enumerate(records)]
+
+
+def choose_unseen_classes(num_classes: int, share: float, seed: int) -> list[int]:
+    """The classes the unseen-class protocol leaves out of training, sorted.
+
+    ``k = round(share * num_classes)`` classes, at least 1 when ``share > 0``, drawn with
+    ``random.Random(seed).sample``; at least two classes must stay seen (a retrieval loss needs
+    two classes to tell apart), else ValueError. ``share = 0`` gives none.
+    """
+    if not 0 <= share < 1:
+        raise ValueError(f"the unseen share must be in [0, 1), got {share}")
+    if share == 0:
+        return []
+    k = max(1, round(share * num_classes))
+    if num_classes - k < 2:
+        raise ValueError(
+            f"leaving {k} of {num_classes} classes unseen keeps fewer than 2 to train on"
+        )
+    return sorted(random.Random(seed).sample(range(num_classes), k))

@@ -46,6 +46,9 @@ class TrainConfig:
     warmup_steps: int | None = None
     weight_decay: float = 0.0
     val_fraction: float = 0.1
+    #: The share of the classes left out of training and validation (the unseen-class
+    #: protocol, :func:`hashcli.data.splits.choose_unseen_classes`); 0: none.
+    unseen_classes: float = 0.0
     crop_to_box: bool = False
     device: str = "auto"
     workers: int | None = None

@@ -67,6 +67,61 @@ def evaluate_codes(
     )
 
 
+#: The figures of the unseen-class protocol (Sablayrolles et al., "How should we evaluate
+#: supervised hashing?", ICASSP 2017), by their summary.json keys.
+UNSEEN_PROTOCOL = ("seen@seen", "unseen@unseen", "unseen@all")
+
+
+def unseen_class_figures(
+    query_codes: np.ndarray,
+    query_labels: np.ndarray,
+    database_codes: np.ndarray,
+    database_labels: np.ndarray,
+    bits: int,
+    unseen: Sequence[int],
+) -> dict[str, Any]:
+    """The unseen-class protocol's three figures, each tie-aware with its bounds.
+
+    ``seen@seen``: queries of the seen classes against the database items of the seen classes
+    (the standard figure, on what the model trained on); ``unseen@unseen``: queries and
+    database both of the classes left out of training; ``unseen@all``: unseen queries against
+    the whole database (what a user who indexes new classes beside old ones gets). Single-label
+    data; ``unseen`` lists the left-out classes. Returns ``{"classes": sorted unseen, key:
+    {"map", "map_pessimistic", "map_optimistic", "map_index_order", "n_queries",
+    "n_database"}}``.
+    """
+    query_labels, database_labels = np.asarray(query_labels), np.asarray(database_labels)
+    if query_labels.ndim != 1:
+        raise HashretError("the unseen-class protocol needs single-label data")
+    unseen_set = np.asarray(sorted(set(int(c) for c in unseen)), dtype=np.int64)
+    query_unseen = np.isin(query_labels, unseen_set)
+    database_unseen = np.isin(database_labels, unseen_set)
+    everything = np.ones(len(database_labels), dtype=bool)
+    cases = {
+        "seen@seen": (~query_unseen, ~database_unseen),
+        "unseen@unseen": (query_unseen, database_unseen),
+        "unseen@all": (query_unseen, everything),
+    }
+    out: dict[str, Any] = {"classes": unseen_set.tolist()}
+    for key, (q, d) in cases.items():
+        if not q.any() or not d.any():
+            raise HashretError(
+                f"{key}: no {'query' if not q.any() else 'database item'} of those classes"
+            )
+        report = evaluate_codes(
+            query_codes[q], query_labels[q], database_codes[d], database_labels[d], bits
+        )
+        out[key] = {
+            "map": report.map,
+            "map_pessimistic": report.map_pessimistic,
+            "map_optimistic": report.map_optimistic,
+            "map_index_order": report.map_index_order,
+            "n_queries": report.n_queries,
+            "n_database": report.n_database,
+        }
+    return out
+
+
 def evaluate_files(
     queries: CodeFile | str | os.PathLike[str],
     database: CodeFile | str | os.PathLike[str],
@@ -98,6 +153,8 @@ class Evaluation:
     queries: Path
     database: Path
     report: RetrievalReport
+    #: A run trained with unseen classes: :func:`unseen_class_figures` of its code files.
+    unseen: dict[str, Any] | None = None
 
 
 def evaluate_run(
@@ -112,17 +169,26 @@ def evaluate_run(
     """Score query codes against database codes: two code files, or (both None) the test
     split against the database of ``run`` (None: the current run of ``workdir``). The report
     carries the statistics of the database and the query codes (``code_stats``,
-    ``query_code_stats``)."""
+    ``query_code_stats``); a run trained with unseen classes also gets the protocol's figures
+    (``unseen``), as its summary.json has them."""
     from hashcli.workflows.runs import DATABASE_CODES, QUERY_CODES, open_run
 
     if (queries is None) != (database is None):
         raise HashretError("give both the query and the database code files, or neither")
+    unseen: list[int] = []
     if queries is None:
         # Each code file is replaced whole (atomically) by its writers, so reading them needs
         # no lock: a long evaluation never holds up `hashret index add`.
         run_dir = open_run(run, workdir)
         queries, database = run_dir.file(QUERY_CODES), run_dir.file(DATABASE_CODES)
+        unseen = list(run_dir.config().get("unseen_classes") or [])
     elif run is not None:
         raise HashretError("a run cannot be combined with query and database files")
     report = evaluate_files(queries, database, top_k=top_k, progress=progress)
-    return Evaluation(Path(queries), Path(database), report)
+    figures = None
+    if unseen:
+        from hashcli.codes.store import read_codes
+
+        q, d = read_codes(queries), read_codes(database)
+        figures = unseen_class_figures(q.codes, q.labels, d.codes, d.labels, q.bits, unseen)
+    return Evaluation(Path(queries), Path(database), report, figures)

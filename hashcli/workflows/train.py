@@ -283,7 +283,21 @@ def _load_data(
     )
     for warning in dataset.warnings:
         obs.message(f"Warning: {warning}")
-    return dataset, {name: dataset.role(name) for name in ("train", "val", "database", "test")}
+    splits = {name: dataset.role(name) for name in ("train", "val", "database", "test")}
+    unseen = set(_unseen_classes(config, dataset))
+    for name in ("train", "val"):  # the unseen classes are never trained on nor selected by
+        splits[name] = [r for r in splits[name] if r.label not in unseen]
+    return dataset, splits
+
+
+def _unseen_classes(config: TrainConfig, dataset: ImageDataset) -> list[int]:
+    """The classes ``--unseen-classes`` leaves out (seeded by the run's seed), sorted."""
+    from hashcli.data.splits import choose_unseen_classes
+
+    try:
+        return choose_unseen_classes(dataset.num_classes, config.unseen_classes, config.seed)
+    except ValueError as exc:
+        raise HashretError(f"--unseen-classes {config.unseen_classes:g}: {exc}") from None
 
 
 def _method_overrides(config: TrainConfig) -> dict[str, Any]:
@@ -533,6 +547,7 @@ def _run_record(
         "data_root": str(dataset.root),
         "classes": dataset.classes,
         "counts": dataset.counts(),
+        "unseen_classes": _unseen_classes(config, dataset),
         "backbone": config.backbone,
         "bits": config.bits,
         "epochs": recipe.epochs,
@@ -701,13 +716,18 @@ def _final_codes(model, run_dir, config, dataset, encoded_splits, obs):
         obs.message(f"Wrote {run.index_file} (flat index, {index.ntotal} codes)")
     if "database" not in encoded or "test" not in encoded:
         return None
+    queries, database = encoded["test"], encoded["database"]
     scores = evaluate_codes(
-        encoded["test"].codes,
-        encoded["test"].labels,
-        encoded["database"].codes,
-        encoded["database"].labels,
-        config.bits,
+        queries.codes, queries.labels, database.codes, database.labels, config.bits
     )
+    unseen = _unseen_classes(config, dataset)
+    if unseen:
+        from hashcli.workflows.evaluate import unseen_class_figures
+
+        figures = unseen_class_figures(
+            queries.codes, queries.labels, database.codes, database.labels, config.bits, unseen
+        )
+        scores["unseen_classes"] = figures
     return scores
 
 
@@ -724,10 +744,14 @@ def _code_stats(encoded: tuple[list, EncodedImages] | None, bits: int) -> dict[s
 def _write_summary(run_dir: Path, result: TrainResult, total_steps: int) -> None:
     from hashcli.fileio import write_json_atomic
 
-    test = result.test or {}
+    test = dict(result.test or {})
+    # the unseen-class protocol's figures sit beside "test", under their own keys
+    unseen = test.pop("unseen_classes", None) or {}
     write_json_atomic(
         run_dir / runs.SUMMARY_FILE,
         {
+            **({"unseen_classes": unseen["classes"]} if unseen else {}),
+            **{key: value for key, value in unseen.items() if key != "classes"},
             "finished": result.finished,
             "steps": result.steps,
             "total_steps": total_steps,

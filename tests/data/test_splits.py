@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hashcli.data.records import ImageRecord
-from hashcli.data.splits import carve_validation, stratified_split
+from hashcli.data.splits import carve_validation, choose_unseen_classes, stratified_split
 
 # class sizes 1, 2, 3, 10, 25, 7: labels deliberately interleaved
 SIZES = {0: 1, 1: 2, 2: 3, 3: 10, 4: 25, 5: 7}
@@ -74,3 +74,23 @@ def test_carve_validation_only_touches_train():
     # A class with one train image keeps it.
     single = [ImageRecord(Path("x.png"), 0, "train"), ImageRecord(Path("y.png"), 0, "test")]
     assert carve_validation(single, 0.5, seed=0) == single
+
+
+@pytest.mark.parametrize(
+    ("classes", "share", "expected"), [(200, 0.25, 50), (10, 0.25, 2), (4, 0.1, 1), (4, 0.5, 2)]
+)
+def test_unseen_classes_count_and_seed(classes, share, expected):
+    chosen = choose_unseen_classes(classes, share, seed=7)
+    assert len(chosen) == expected and chosen == sorted(set(chosen))
+    assert all(0 <= c < classes for c in chosen)
+    assert choose_unseen_classes(classes, share, seed=7) == chosen  # recorded, reproducible
+    assert choose_unseen_classes(classes, 0, seed=7) == []
+
+
+def test_unseen_classes_follow_the_seed_and_keep_two_seen():
+    draws = {tuple(choose_unseen_classes(200, 0.25, seed)) for seed in range(5)}
+    assert len(draws) == 5
+    with pytest.raises(ValueError, match="fewer than 2"):
+        choose_unseen_classes(4, 0.9, seed=0)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        choose_unseen_classes(4, 1.0, seed=0)

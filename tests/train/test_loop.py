@@ -325,3 +325,70 @@ def test_a_database_apart_from_train_is_encoded_and_searched(tmp_path, monkeypat
     assert [str(p) for p in queries.paths] == [str(r.path) for r in dataset.role("test")]
     assert database.attrs["split"] == "database" and len(database.codes) == 50
     assert result.test["n_database"] == 50 and result.test["n_queries"] == 20
+
+
+def test_unseen_classes_are_never_trained_on_and_the_figures_are_reproducible(
+    tmp_path, monkeypatch
+):
+    """--unseen-classes 0.5 on 4 classes: two classes never reach the sampler nor validation;
+    summary.json's seen@seen, unseen@unseen and unseen@all are what the code files give, and
+    `hashret eval --run` prints the same."""
+    from typer.testing import CliRunner
+
+    from hashcli.cli.app import app
+    from hashcli.metrics import evaluate
+    from hashcli.workflows import train as train_workflow
+
+    make_cub(tmp_path / "data")
+    seen_by_training: list[int] = []
+    build_parts, hooks = train_workflow._build_parts, train_workflow._hooks
+
+    def spy_parts(config, recipe, dist, model, method, records, *args):
+        seen_by_training.extend(r.label for r in records)
+        return build_parts(config, recipe, dist, model, method, records, *args)
+
+    def spy_hooks(config, run_dir, splits, *args):
+        seen_by_training.extend(r.label for r in splits["train"] + splits["val"])
+        return hooks(config, run_dir, splits, *args)
+
+    monkeypatch.setattr(train_workflow, "_build_parts", spy_parts)
+    monkeypatch.setattr(train_workflow, "_hooks", spy_hooks)
+    config = small_config(tmp_path / "data", epochs=1, unseen_classes=0.5, seed=3)
+    train(config, workdir=tmp_path / "runs", run="u")
+    run_dir = tmp_path / "runs" / "u"
+    unseen = json.loads((run_dir / "config.json").read_text())["unseen_classes"]
+    assert len(unseen) == 2 and seen_by_training
+    assert not set(seen_by_training) & set(unseen)
+    assert set(seen_by_training) == set(range(N_CLASSES)) - set(unseen)
+
+    summary = json.loads((run_dir / runs.SUMMARY_FILE).read_text())
+    assert summary["unseen_classes"] == unseen
+    q, d = read_codes(run_dir / runs.QUERY_CODES), read_codes(run_dir / runs.DATABASE_CODES)
+    q_unseen, d_unseen = np.isin(q.labels, unseen), np.isin(d.labels, unseen)
+    cases = {
+        "seen@seen": (~q_unseen, ~d_unseen),
+        "unseen@unseen": (q_unseen, d_unseen),
+        "unseen@all": (q_unseen, np.ones(len(d.labels), bool)),
+    }
+    for key, (qm, dm) in cases.items():
+        expected = evaluate(q.codes[qm], q.labels[qm], d.codes[dm], d.labels[dm], q.bits)
+        assert summary[key]["map"] == pytest.approx(expected.map, abs=1e-12), key
+        assert summary[key]["map_pessimistic"] == pytest.approx(expected.map_pessimistic)
+        assert summary[key]["n_queries"] == int(qm.sum())
+        assert summary[key]["n_database"] == int(dm.sum())
+    result = CliRunner().invoke(
+        app, ["eval", "--run", "u", "--workdir", str(tmp_path / "runs"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for key in cases:
+        assert report[key] == pytest.approx(summary[key]), key
+
+
+def test_too_many_unseen_classes_is_one_error_and_no_run(tmp_path):
+    make_cub(tmp_path / "data")
+    with pytest.raises(HashretError, match="--unseen-classes 0.9: .*fewer than 2"):
+        train(
+            small_config(tmp_path / "data", unseen_classes=0.9), workdir=tmp_path / "runs", run="x"
+        )
+    assert not (tmp_path / "runs" / "x").exists()
