@@ -162,3 +162,28 @@ def build_cifar(base: Path, per_class: int, *, seed: int = 0):
     meta = {b"num_cases_per_batch": 10000, b"label_names": [n.encode() for n in CIFAR_NAMES]}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return images, labels.astype(np.int64)
+
+
+def build_lists(
+    base: Path, rows: dict[str, list[tuple[int, ...]]], classes: int, *, names: bool = True
+) -> dict[str, list[tuple[Path, tuple[int, ...]]]]:
+    """A list-file dataset in ``base``: for each of train / test / database, one noise image
+    per row of positive classes, listed as ``images/<file>.png v1 .. vC``. Returns the oracle:
+    {split: [(image path, positives)]}."""
+    rng = np.random.default_rng(len(rows))
+    written: dict[str, list[tuple[Path, tuple[int, ...]]]] = {}
+    base.mkdir(parents=True, exist_ok=True)
+    for split, positives in rows.items():
+        lines, written[split] = [], []
+        for i, labels in enumerate(positives):
+            rel = f"images/{split}_{i:03d}.png"
+            pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+            (base / "images").mkdir(exist_ok=True)
+            Image.fromarray(pixels).save(base / rel)
+            vector = " ".join("1" if c in labels else "0" for c in range(classes))
+            lines.append(f"{rel} {vector}\n")
+            written[split].append((base / rel, tuple(sorted(labels))))
+        (base / f"{split}.txt").write_text("".join(lines))
+    if names:
+        (base / "classes.txt").write_text("".join(f"class {c}\n" for c in range(classes)))
+    return written

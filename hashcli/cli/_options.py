@@ -12,7 +12,16 @@ from hashcli.paths import DATA_ENV, WORKDIR_ENV
 
 # hashcli.data.DATASET_NAMES, repeated so that --help and completion import no reader (a test
 # keeps the two equal).
-DATASET_NAMES = ("cub", "dogs", "folder", "digits", "cifar10", "cifar10-1", "cifar10-2")
+DATASET_NAMES = (
+    "cub",
+    "dogs",
+    "folder",
+    "digits",
+    "cifar10",
+    "cifar10-1",
+    "cifar10-2",
+    "lists",
+)
 
 
 def _complete_dataset(incomplete: str) -> list[str]:
@@ -24,7 +33,8 @@ DatasetArg = Annotated[
     typer.Argument(
         help=(
             "Dataset: cub, dogs, folder (any <root>/<class>/<image> tree), digits (built in), "
-            "or cifar10, cifar10-1, cifar10-2 (CIFAR-10 split by one of the field's protocols)."
+            "cifar10, cifar10-1, cifar10-2 (CIFAR-10 split by one of the field's protocols), or "
+            "lists (train.txt, test.txt, database.txt: HashNet's list files)."
         ),
         autocompletion=_complete_dataset,
         show_default=False,
@@ -35,7 +45,8 @@ DatasetOpt = Annotated[
     typer.Option(
         "--dataset",
         "-d",
-        help="Dataset: cub, dogs, folder, digits (built in), cifar10, cifar10-1 or cifar10-2.",
+        help="Dataset: cub, dogs, folder, digits (built in), cifar10, cifar10-1, cifar10-2 or "
+        "lists.",
         autocompletion=_complete_dataset,
     ),
 ]

@@ -5,8 +5,9 @@
 
 Readers: ``cub`` (:mod:`.cub`), ``dogs`` (:mod:`.dogs`), ``folder`` (:mod:`.folder`), ``digits``
 (:mod:`.digits`), ``cifar10``, ``cifar10-1`` and ``cifar10-2`` (:mod:`.cifar`, three split
-protocols). A validation split is carved from train for model selection (stratified, seeded,
-10% by default; :mod:`.splits`); the test split is never used to select anything. Every dataset
+protocols), ``lists`` (:mod:`.lists`, HashNet-style list files, single- or multi-label).
+A validation split is carved from train for model selection (stratified, seeded, 10% by
+default; :mod:`.splits`); the test split is never used to select anything. Every dataset
 has four roles (:data:`ROLES`): train, val, database (what a run searches: the train split for
 most datasets, :attr:`ImageDataset.database_splits`) and test (the queries).
 
@@ -24,7 +25,16 @@ from hashcli.data.splits import carve_validation
 from hashcli.errors import DataError, HashretError
 from hashcli.paths import default_data_root
 
-DATASET_NAMES = ("cub", "dogs", "folder", "digits", "cifar10", "cifar10-1", "cifar10-2")
+DATASET_NAMES = (
+    "cub",
+    "dogs",
+    "folder",
+    "digits",
+    "cifar10",
+    "cifar10-1",
+    "cifar10-2",
+    "lists",
+)
 
 __all__ = [
     "DATASET_NAMES",
@@ -60,7 +70,8 @@ def load_dataset(
     CUB_200_2011 folder or its parent, for ``dogs`` the Stanford Dogs folder or its parent, for
     ``digits`` where the built-in images are extracted, for ``folder`` the image tree itself
     (``<root>/<class>/<image>``), for the ``cifar10`` protocols the ``cifar-10-batches-py``
-    folder or its parent. ``val_fraction`` of every class's train images (seeded by
+    folder or its parent, for ``lists`` the folder of train.txt, test.txt and database.txt.
+    ``val_fraction`` of every class's train images (seeded by
     ``seed``) get the split "val"; 0 carves nothing, and nothing is carved when the reader already
     gives a validation split (a folder tree with ``val/``). ``boxes=True`` makes bounding boxes
     required (cub, dogs); CUB boxes are read whenever ``bounding_boxes.txt`` exists.
@@ -83,6 +94,10 @@ def load_dataset(
         from hashcli.data.dogs import read_dogs
 
         dataset = read_dogs(data_root, boxes=boxes)
+    elif name == "lists":
+        from hashcli.data.lists import read_lists
+
+        dataset = read_lists(data_root)
     elif name.startswith("cifar10"):
         from hashcli.data.cifar import read_cifar10
 

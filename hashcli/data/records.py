@@ -18,13 +18,16 @@ class ImageRecord:
     """One image of a dataset.
 
     ``label`` indexes ``ImageDataset.classes``; ``split`` is one of :data:`SPLITS`;
-    ``box`` is an optional (x, y, width, height) bounding box in pixels.
+    ``box`` is an optional (x, y, width, height) bounding box in pixels. In a multi-label
+    dataset, ``labels`` holds every class of the image (sorted; maybe none) and ``label`` the
+    first of them, or -1 (what stratified splits group by).
     """
 
     path: Path
     label: int
     split: str
     box: tuple[float, float, float, float] | None = None
+    labels: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -46,6 +49,8 @@ class ImageDataset:
     image_size: int = 224
     hflip: bool = True
     database_splits: tuple[str, ...] = ("train", "val")
+    #: Whether records carry multi-hot ``labels`` (list files of multi-hot vectors).
+    multi_label: bool = False
 
     def split(self, name: str) -> list[ImageRecord]:
         """The records of one split, in reader order."""

@@ -2,7 +2,8 @@
 
 - :class:`ImageRecordDataset` turns records into ``(image, label, index)``: ``image`` the
   transform's output (float32 (3, H, W) with the transforms of :mod:`.transforms`), ``label`` an
-  int, ``index`` the position in ``records``.
+  int (a (C,) bool multi-hot array for multi-label records), ``index`` the position in
+  ``records``.
 - A file that cannot be decoded raises :class:`DataError` naming it, or, with
   ``skip_bad_images=True``, yields a :class:`BadImage` marker instead (a marker rather than
   ``None`` so that the path survives the trip back from a DataLoader worker).
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -64,9 +66,13 @@ class ImageRecordDataset(Dataset):
         transform: Callable[[Any], Any] | None,
         crop_to_box: bool = False,
         skip_bad_images: bool = False,
+        num_classes: int | None = None,
     ) -> None:
         self.records = list(records)
         self.labels = [r.label for r in self.records]
+        self.num_classes = num_classes
+        if num_classes is None and any(r.labels is not None for r in self.records):
+            raise ValueError("multi-label records need num_classes (their multi-hot width)")
         self.transform = transform
         self.crop_to_box = crop_to_box
         self.skip_bad_images = skip_bad_images
@@ -85,6 +91,10 @@ class ImageRecordDataset(Dataset):
             return BadImage(index, str(record.path), str(exc))
         if self.transform is not None:
             image = self.transform(image)
+        if record.labels is not None:
+            multi_hot = np.zeros(self.num_classes, dtype=np.bool_)
+            multi_hot[list(record.labels)] = True
+            return image, multi_hot, index
         return image, record.label, index
 
     def __getitem__(self, index: int) -> tuple[Any, int, int] | BadImage:
@@ -111,7 +121,10 @@ def collate_skip_bad(items: Sequence[tuple[Any, int, int] | BadImage]) -> ImageB
         images = torch.stack([torch.as_tensor(item[0]) for item in good])
     else:
         images = torch.empty((0, 3, 0, 0), dtype=torch.float32)
-    labels = torch.tensor([item[1] for item in good], dtype=torch.int64)
+    if good and isinstance(good[0][1], np.ndarray):  # multi-hot rows: (B, C) bool
+        labels = torch.from_numpy(np.stack([item[1] for item in good]))
+    else:
+        labels = torch.tensor([item[1] for item in good], dtype=torch.int64)
     indices = torch.tensor([item[2] for item in good], dtype=torch.int64)
     return ImageBatch(images, labels, indices, bad)
 

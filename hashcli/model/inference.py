@@ -36,7 +36,8 @@ class EncodedImages:
     """Codes of the images that could be read, in input order.
 
     ``codes`` uint8 (N, bits/8) packed most-significant bit first (bit = output >= 0);
-    ``rows`` int64 (N,) positions of the encoded images in the input; ``labels`` int64 (N,);
+    ``rows`` int64 (N,) positions of the encoded images in the input; ``labels`` int64 (N,),
+    or bool (N, C) multi-hot;
     ``bad_paths`` the inputs skipped as unreadable (``skip_bad_images``); ``seconds`` wall time
     of the whole pass (worker start-up included); ``workers`` the decoding processes used.
     """
@@ -109,6 +110,7 @@ def encode_records(
     skip_bad_images: bool = False,
     crop_to_box: bool = False,
     progress: ProgressFn | None = None,
+    num_classes: int | None = None,
 ) -> EncodedImages:
     """Encode ``records`` with ``model`` (put in eval mode for the pass) on ``device``.
 
@@ -134,7 +136,11 @@ def encode_records(
     size = image_size or model.config.get("image_size") or 224
     per_image, per_batch = split_eval_transform(size)
     dataset = ImageRecordDataset(
-        records, per_image, crop_to_box=crop_to_box, skip_bad_images=skip_bad_images
+        records,
+        per_image,
+        crop_to_box=crop_to_box,
+        skip_bad_images=skip_bad_images,
+        num_classes=num_classes,
     )
     loader = RecordLoader(
         dataset,
@@ -180,7 +186,7 @@ def encode_records(
     return EncodedImages(
         codes=np.concatenate(chunks) if chunks else np.zeros((0, nbytes), np.uint8),
         rows=np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64),
-        labels=np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64),
+        labels=_labels(labels),
         bits=model.bits,
         bad_paths=list(dataset.bad_paths),
         seconds=time.perf_counter() - start,
@@ -235,9 +241,18 @@ def encode_records_sharded(
     return EncodedImages(
         codes=np.concatenate([p[0] for p in parts]),
         rows=np.concatenate([p[1] for p in parts]).astype(np.int64),
-        labels=np.concatenate([p[2] for p in parts]).astype(np.int64),
+        labels=_labels([p[2] for p in parts]),
         bits=model.bits,
         bad_paths=[path for p in parts for path in p[3]],
         seconds=max(p[4] for p in parts),
         workers=part.workers,
     )
+
+
+def _labels(parts: list[np.ndarray]) -> np.ndarray:
+    """The batches' labels as one array: int64 (N,), or bool (N, C) multi-hot rows."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return np.zeros(0, np.int64)
+    labels = np.concatenate(parts)
+    return labels.astype(np.bool_) if labels.ndim == 2 else labels.astype(np.int64)

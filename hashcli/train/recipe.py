@@ -6,7 +6,8 @@ train split, the dataset's image size and the number of processes into a :class:
 - epochs: ``--epochs``, else the dataset's default (:meth:`TrainConfig.default_epochs`);
 - image size: ``--image-size``, else the dataset's;
 - P x K batches: K = max(2, ``per_class``) images per class and P = max(2, ``batch_size`` // K)
-  classes, at most the classes present (an error below 2);
+  classes, at most the classes present (an error below 2); multi-label data: plain shuffled
+  batches of ``batch_size`` images (recorded as P = the batch size, K = 1);
 - steps per epoch: :func:`batches_per_epoch`, the batches :class:`~hashcli.train.sampler.PKSampler`
   hands each process;
 - warmup steps: ``--warmup-steps``, else 4000 for ``inverse-sqrt`` (the original's) and 1/20 of
@@ -65,15 +66,20 @@ def resolve_recipe(
     *,
     default_image_size: int,
     world_size: int = 1,
+    multi_label: bool = False,
 ) -> Recipe:
     """The :class:`Recipe` of ``config`` on a train split with these ``labels`` (one per
-    image); HashretError when the split cannot make P x K batches."""
+    image); HashretError when the split cannot make P x K batches. ``multi_label``: plain
+    shuffled batches of ``batch_size`` instead (P = the batch size, K = 1)."""
     if len(labels) < 2:
         raise HashretError(f"the {config.dataset} train split has {len(labels)} images")
-    k = max(2, config.per_class)
-    p = min(max(2, config.batch_size // k), len(set(labels)))
+    if multi_label:
+        k, p = 1, min(config.batch_size, len(labels))
+    else:
+        k = max(2, config.per_class)
+        p = min(max(2, config.batch_size // k), len(set(labels)))
     if p < 2:
-        raise HashretError("triplet training needs at least 2 classes in the train split")
+        raise HashretError("training needs at least 2 classes in the train split")
     epochs = config.default_epochs()
     steps_per_epoch = batches_per_epoch(len(labels), p, k, world_size)
     total_steps = epochs * steps_per_epoch

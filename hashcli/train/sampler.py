@@ -185,3 +185,41 @@ class PKSampler(Sampler[list[int]]):
             raise HashretError(f"saved sampler position {position} is outside the epoch")
         self.epoch = int(state["epoch"])
         self._start = self._yielded = position
+
+
+class ShuffledBatchSampler(PKSampler):
+    """Plain shuffled batches, for multi-label data (whose classes do not partition the images,
+    so P x K batches are not defined).
+
+    Epoch ``e`` is ``numpy.random.default_rng([seed, e]).permutation(n)`` cut into batches of
+    ``batch_size`` (the remainder waits for the next permutation: every batch is full); rank
+    ``r`` takes batches ``r, r + world_size, ...``. Resuming, ``set_epoch`` and the epoch length
+    work as :class:`PKSampler`'s (its state has ``p = batch_size`` and ``k = 1``).
+    """
+
+    def __init__(
+        self, n_items: int, batch_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if n_items < 1 or batch_size < 1:
+            raise HashretError(f"need items and a batch size, got {n_items=}, {batch_size=}")
+        if seed < 0:
+            raise HashretError(f"the sampler seed must be >= 0, got {seed}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise HashretError(f"need 0 <= rank < world_size, got rank={rank}, {world_size=}")
+        self.p, self.k, self.seed = min(batch_size, n_items), 1, seed
+        self.rank, self.world_size = rank, world_size
+        self.num_samples = n_items
+        self.labels_digest = "unlabelled"  # batches do not depend on the labels
+        self.num_batches = batches_per_epoch(n_items, self.p, 1, world_size)
+        self.epoch = 0
+        self._start = 0
+        self._yielded = 0
+        self._cache = None
+
+    def _make_batches(self, rng: np.random.Generator, count: int) -> list[np.ndarray]:
+        batches: list[np.ndarray] = []
+        while len(batches) < count:
+            order = rng.permutation(self.num_samples)
+            full = len(order) // self.p
+            batches.extend(order[i * self.p : (i + 1) * self.p] for i in range(full))
+        return batches[:count]

@@ -90,6 +90,7 @@ class _Inputs:
     class_names: list[str] | None  # None: labels unknown (loose images)
     crop_to_box: bool = False
     warnings: list[str] = field(default_factory=list)
+    num_classes: int | None = None  # multi-label datasets: the multi-hot width
 
 
 def _check_mode(
@@ -150,7 +151,8 @@ def _dataset_inputs(
             f"the {dataset} dataset at {ds.root} has no images in the {split} split "
             f"(images per split: {ds.counts()})"
         )
-    return _Inputs(records, dataset, split, list(ds.classes), crop, list(ds.warnings))
+    multi_hot = ds.num_classes if ds.multi_label else None
+    return _Inputs(records, dataset, split, list(ds.classes), crop, list(ds.warnings), multi_hot)
 
 
 def _image_inputs(images: Sequence[str], list_file: Path | None) -> _Inputs:
@@ -258,6 +260,7 @@ def encode_to_file(
             skip_bad_images=skip_bad_images,
             crop_to_box=inputs.crop_to_box,
             progress=progress,
+            num_classes=inputs.num_classes,
         )
         try:
             if dist.is_distributed:

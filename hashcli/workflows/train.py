@@ -158,13 +158,18 @@ def _train(
         method = _method(config, overrides, dataset, checkpoint)
         labels = [r.label for r in splits["train"]]
         recipe = resolve_recipe(
-            config, labels, default_image_size=dataset.image_size, world_size=dist.world_size
+            config,
+            labels,
+            default_image_size=dataset.image_size,
+            world_size=dist.world_size,
+            multi_label=dataset.multi_label,
         )
         model = _initial_model(config, recipe, dist, checkpoint, run_dir, method)
+        multi_hot = dataset.num_classes if dataset.multi_label else None
         parts = _build_parts(
-            config, recipe, dist, model, method, splits["train"], dataset.hflip, workers
+            config, recipe, dist, model, method, splits["train"], dataset.hflip, workers, multi_hot
         )
-        encode = _encoder(config, dist, recipe.image_size, workers, obs)
+        encode = _encoder(config, dist, recipe.image_size, workers, obs, multi_hot)
         hooks = _hooks(config, run_dir, splits, encode, method)
         trainer = Trainer(
             **parts,
@@ -294,6 +299,8 @@ def _unseen_classes(config: TrainConfig, dataset: ImageDataset) -> list[int]:
     """The classes ``--unseen-classes`` leaves out (seeded by the run's seed), sorted."""
     from hashcli.data.splits import choose_unseen_classes
 
+    if dataset.multi_label and config.unseen_classes:
+        raise HashretError("--unseen-classes needs single-label data (an image has one class)")
     try:
         return choose_unseen_classes(dataset.num_classes, config.unseen_classes, config.seed)
     except ValueError as exc:
@@ -387,23 +394,34 @@ def _build_parts(
     train_records: list[ImageRecord],
     hflip: bool,
     workers: int,
+    num_classes: int | None = None,
 ) -> dict[str, Any]:
     """The Trainer's parts: ``model`` on the device, forward (DDP, compiled), the method's loss,
-    optimiser (the loss's own parameters included), scheduler, P x K sampler and the loader."""
+    optimiser (the loss's own parameters included), scheduler, P x K sampler (shuffled batches
+    for multi-label data, whose multi-hot width is ``num_classes``) and the loader."""
     from hashcli.data.torch_data import ImageRecordDataset, RecordLoader
     from hashcli.data.transforms import train_transform
-    from hashcli.train.sampler import PKSampler
+    from hashcli.train.sampler import PKSampler, ShuffledBatchSampler
     from hashcli.train.schedule import build_optimizer, build_scheduler
 
     device = dist.device
-    sampler = PKSampler(
-        [r.label for r in train_records],
-        recipe.p,
-        recipe.k,
-        seed=config.seed,
-        rank=dist.rank,
-        world_size=dist.world_size,
-    )
+    if num_classes is not None:
+        sampler: PKSampler = ShuffledBatchSampler(
+            len(train_records),
+            recipe.p,
+            seed=config.seed,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        )
+    else:
+        sampler = PKSampler(
+            [r.label for r in train_records],
+            recipe.p,
+            recipe.k,
+            seed=config.seed,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        )
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -433,6 +451,7 @@ def _build_parts(
         train_transform(recipe.image_size, hflip=hflip),
         crop_to_box=config.crop_to_box,
         skip_bad_images=config.skip_bad_images,
+        num_classes=num_classes,
     )
     loader = RecordLoader(
         train_set,
@@ -453,7 +472,12 @@ def _build_parts(
 
 
 def _encoder(
-    config: TrainConfig, dist: Distributed, image_size: int, workers: int, obs: TrainObserver
+    config: TrainConfig,
+    dist: Distributed,
+    image_size: int,
+    workers: int,
+    obs: TrainObserver,
+    num_classes: int | None = None,
 ) -> Callable[[list[ImageRecord], str, torch.nn.Module], EncodedImages | None]:
     """``encode(records, name, model)``: their codes, with a progress phase ``name``; several
     processes encode a shard each and rank 0 gets them all in input order (the others None)."""
@@ -466,6 +490,7 @@ def _encoder(
         workers=workers,
         skip_bad_images=config.skip_bad_images,
         crop_to_box=config.crop_to_box,
+        num_classes=num_classes,
     )
 
     def encode(records: list[ImageRecord], name: str, model: torch.nn.Module):

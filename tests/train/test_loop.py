@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from builders import build_cifar, build_cub
+from builders import build_cifar, build_cub, build_lists
 
 from hashcli.codes import read_codes
 from hashcli.errors import HashretError
@@ -392,3 +392,41 @@ def test_too_many_unseen_classes_is_one_error_and_no_run(tmp_path):
             small_config(tmp_path / "data", unseen_classes=0.9), workdir=tmp_path / "runs", run="x"
         )
     assert not (tmp_path / "runs" / "x").exists()
+
+
+def test_multi_label_lists_train_encode_and_evaluate_end_to_end(tmp_path):
+    """Multi-hot list files: csq trains on shuffled batches, the database codes carry the
+    multi-hot rows of database.txt, and the test mAP is the multi-label evaluator's on them."""
+    from hashcli.metrics import evaluate
+
+    rng = np.random.default_rng(1)
+
+    def rows(n):
+        return [tuple(np.flatnonzero(rng.random(4) < 0.4).tolist()) for _ in range(n)]
+
+    written = build_lists(
+        tmp_path / "lists", {"train": rows(24), "test": rows(6), "database": rows(10)}, 4
+    )
+    config = small_config(tmp_path / "lists", dataset="lists", method="csq", epochs=1)
+    result = train(config, workdir=tmp_path / "runs", run="m")
+    run_dir = tmp_path / "runs" / "m"
+    record = json.loads((run_dir / "config.json").read_text())
+    assert (record["resolved"]["p"], record["resolved"]["k"]) == (8, 1)  # shuffled batches
+    database = read_codes(run_dir / runs.DATABASE_CODES)
+    queries = read_codes(run_dir / runs.QUERY_CODES)
+    expected = np.zeros((10, 4), bool)
+    for row, (path, labels) in enumerate(written["database"]):
+        expected[row, list(labels)] = True
+        assert database.paths[row] == str(path)
+    np.testing.assert_array_equal(database.labels.astype(bool), expected)
+    assert queries.labels.shape == (6, 4)
+    report = evaluate(queries.codes, queries.labels, database.codes, database.labels, 16)
+    assert report.multi_label and result.test["map"] == pytest.approx(report.map, abs=1e-12)
+
+    with pytest.raises(HashretError, match="the triplet method has no multi-label form"):
+        train(
+            small_config(tmp_path / "lists", dataset="lists", method="triplet"),
+            workdir=tmp_path / "runs",
+            run="t",
+        )
+    assert not (tmp_path / "runs" / "t").exists()

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from hashcli.errors import HashretError
-from hashcli.train.sampler import PKSampler
+from hashcli.train.sampler import PKSampler, ShuffledBatchSampler
 
 # 7 classes of uneven size, one smaller than K, one of a single image.
 SIZES = [9, 4, 6, 2, 12, 1, 8]
@@ -131,3 +131,32 @@ def test_invalid_settings():
         PKSampler([0.5, 1.5], 2, 2)
     # Fewer images than one batch: still one batch per epoch.
     assert len(PKSampler([0, 0, 1, 1], 2, 4)) == 1
+
+
+def test_shuffled_batches_are_full_permutations_by_seed_and_epoch():
+    """Multi-label data: batches cut from default_rng([seed, epoch]).permutation(n), all full;
+    two ranks share an epoch's batches without overlap; resume continues the same sequence."""
+    n, batch = 23, 5
+    sampler = ShuffledBatchSampler(n, batch, seed=4)
+    assert len(sampler) == n // batch == 4
+    sampler.set_epoch(2)
+    batches = list(sampler)
+    expected = np.random.default_rng([4, 2]).permutation(n)[: 4 * batch].reshape(4, batch)
+    assert batches == expected.tolist()
+    ranks = [ShuffledBatchSampler(n, batch, seed=4, rank=r, world_size=2) for r in (0, 1)]
+    for s in ranks:
+        s.set_epoch(2)
+    assert len(ranks[0]) == 2
+    assert list(ranks[0]) + list(ranks[1]) == [batches[0], batches[2], batches[1], batches[3]]
+    state = sampler.state_dict(position=1)
+    resumed = ShuffledBatchSampler(n, batch, seed=4)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(2)
+    assert list(resumed) == batches[1:]
+    with pytest.raises(HashretError, match="seed"):
+        ShuffledBatchSampler(n, batch, seed=5).load_state_dict(state)
+
+
+def test_shuffled_batches_of_a_small_split_take_it_whole():
+    sampler = ShuffledBatchSampler(3, 8, seed=0)
+    assert sampler.batch_size == 3 and [sorted(b) for b in sampler] == [[0, 1, 2]]

@@ -333,3 +333,16 @@ def test_the_database_split_is_the_datasets_database_role(tiny, tmp_path, monkey
     assert cf.paths == [str(p) for p in expected] and len(expected) == 50
     assert cf.attrs["split"] == "database"
     np.testing.assert_array_equal(cf.codes[:5], oracle_codes(model, expected[:5]))
+
+
+def test_a_multi_label_split_gets_multi_hot_labels(tiny, tmp_path):
+    from builders import build_lists
+
+    checkpoint, _ = tiny
+    rows = {"train": [(0, 1), (2,), ()], "test": [(1,), (0, 2)], "database": [(), (0, 1, 2)]}
+    build_lists(tmp_path / "l", rows, 3)
+    out = tmp_path / "db.h5"
+    encode_to_file(
+        dataset="lists", split="database", data_root=tmp_path / "l", checkpoint=checkpoint, out=out
+    )
+    np.testing.assert_array_equal(read_codes(out).labels.astype(bool), [[0, 0, 0], [1, 1, 1]])
