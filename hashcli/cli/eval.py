@@ -58,7 +58,9 @@ def eval_command(
             "--top-k",
             help=(
                 "Comma-separated cut-offs for mAP@k (hashret's, and the papers' HashNet "
-                "convention), precision@k and recall@k, e.g. 100,1000."
+                "convention), precision@k and recall@k, e.g. 100,1000. Default for a run: the "
+                "field's, 5000 for lists datasets and the whole database for cifar10; none "
+                "otherwise."
             ),
             show_default=False,
         ),

@@ -67,6 +67,17 @@ def evaluate_codes(
     )
 
 
+#: The field's mAP@k cut-off for a run's dataset when ``--top-k`` is not given: 5,000 for the
+#: NUS-WIDE / MS-COCO-style list datasets (HashNet's and DeepHash-pytorch's topK), the whole
+#: database ("all") for CIFAR-10 (their CIFAR-10 configs score mAP over all 54,000 / 59,000 /
+#: 50,000 items).
+DEFAULT_TOP_K: dict[str, int | str] = {
+    "lists": 5000,
+    "cifar10": "all",
+    "cifar10-1": "all",
+    "cifar10-2": "all",
+}
+
 #: The figures of the unseen-class protocol (Sablayrolles et al., "How should we evaluate
 #: supervised hashing?", ICASSP 2017), by their summary.json keys.
 UNSEEN_PROTOCOL = ("seen@seen", "unseen@unseen", "unseen@all")
@@ -181,7 +192,10 @@ def evaluate_run(
         # no lock: a long evaluation never holds up `hashret index add`.
         run_dir = open_run(run, workdir)
         queries, database = run_dir.file(QUERY_CODES), run_dir.file(DATABASE_CODES)
-        unseen = list(run_dir.config().get("unseen_classes") or [])
+        config = run_dir.config()
+        unseen = list(config.get("unseen_classes") or [])
+        if not top_k and config.get("dataset") in DEFAULT_TOP_K:
+            top_k = [_default_top_k(DEFAULT_TOP_K[config["dataset"]], database)]
     elif run is not None:
         raise HashretError("a run cannot be combined with query and database files")
     report = evaluate_files(queries, database, top_k=top_k, progress=progress)
@@ -192,3 +206,12 @@ def evaluate_run(
         q, d = read_codes(queries), read_codes(database)
         figures = unseen_class_figures(q.codes, q.labels, d.codes, d.labels, q.bits, unseen)
     return Evaluation(Path(queries), Path(database), report, figures)
+
+
+def _default_top_k(value: int | str, database: Path) -> int:
+    """A :data:`DEFAULT_TOP_K` value as a number: "all" is the database's size."""
+    if value != "all":
+        return int(value)
+    from hashcli.codes.store import read_codes
+
+    return len(read_codes(database).codes)

@@ -242,3 +242,11 @@ def test_eval_without_paths_uses_the_current_run(tmp_path, monkeypatch):
 
     result = runner.invoke(app, ["eval", "--run", "nope"])
     assert result.exit_code == 1 and result.stderr.startswith("Error: no run 'nope'")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "100,0"])
+def test_a_top_k_below_one_is_an_error_not_a_silent_cut(files, value):
+    """Public evaluators slice [:k], so k = -1 silently drops the last item; here it is an
+    error."""
+    result = _run("--queries", files / "q.h5", "--database", files / "d.h5", "--top-k", value)
+    assert result.exit_code != 0 and "positive integers" in result.output

@@ -422,6 +422,19 @@ def test_multi_label_lists_train_encode_and_evaluate_end_to_end(tmp_path):
     assert queries.labels.shape == (6, 4)
     report = evaluate(queries.codes, queries.labels, database.codes, database.labels, 16)
     assert report.multi_label and result.test["map"] == pytest.approx(report.map, abs=1e-12)
+    # `hashret eval --run` on a list dataset gives the field's mAP@5000 unless told otherwise
+    from typer.testing import CliRunner
+
+    from hashcli.cli.app import app
+
+    args = ["eval", "--run", "m", "--workdir", str(tmp_path / "runs"), "--json"]
+    shown = json.loads(CliRunner().invoke(app, args).stdout)
+    with_k = evaluate(
+        queries.codes, queries.labels, database.codes, database.labels, 16, top_k=[5000]
+    )
+    assert shown["map_at_k_hashnet"] == pytest.approx({"5000": with_k.map_at_k_hashnet[5000]})
+    shown = json.loads(CliRunner().invoke(app, [*args, "--top-k", "3"]).stdout)
+    assert set(shown["map_at_k_hashnet"]) == {"3"}
 
     with pytest.raises(HashretError, match="the triplet method has no multi-label form"):
         train(
