@@ -47,6 +47,7 @@ def info(
         "images": counts,
         "splits": ds.role_counts(),
         "database_splits": list(ds.database_splits),
+        "multi_label": ds.multi_label,
         "train_total": counts["train"] + counts["val"],
         "val_fraction": val_fraction,
         "seed": seed,
@@ -65,7 +66,7 @@ def info(
     lines = [
         f"dataset  {ds.name}",
         f"root     {ds.root}",
-        f"classes  {ds.num_classes}",
+        f"classes  {ds.num_classes}{' (multi-label)' if ds.multi_label else ''}",
         f"train    {train_total:,} (train {counts['train']:,} + val {counts['val']:,}; "
         f"val = {val_fraction:.0%} of each class, seed {seed})",
         f"database {len(ds.role('database')):,} ({' + '.join(ds.database_splits)})",

@@ -195,4 +195,4 @@ def test_info_cifar10_json_gives_every_role(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.stderr
     info = json.loads(result.stdout)
     assert info["splits"] == {"train": 40, "val": 10, "database": 50, "test": 20}
-    assert info["database_splits"] == ["database"]
+    assert info["database_splits"] == ["database"] and info["multi_label"] is False
