@@ -62,9 +62,9 @@ def train_command(
     method: Annotated[
         str,
         typer.Option(
-            help="Hashing method: orthohash (default, the best measured), triplet (the "
-            "original), csq, dpn, greedyhash, dsh, dpsh or hashnet; each with its paper's "
-            "defaults (docs/methods.md).",
+            help="Hashing method: csq (default, the best measured on real photos), orthohash, "
+            "dpn, greedyhash, dsh, dpsh, hashnet or triplet (the original); each with its "
+            "paper's defaults (docs/methods.md).",
             autocompletion=complete_method,
         ),
     ] = DEFAULT_METHOD,
