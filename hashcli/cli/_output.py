@@ -52,6 +52,23 @@ _stdout = Console(soft_wrap=True, highlight=False)
 _stderr = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
+def unseen_class_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
+    """Table rows of the unseen-class protocol's figures (``hashret train``'s summary and
+    ``hashret eval``): the left-out classes, then each figure's mAP with its bounds."""
+    classes = figures["unseen_classes"]
+    rows = [(f"unseen classes ({len(classes)})", str(classes))]
+    for key in ("seen@seen", "unseen@unseen", "unseen@all"):
+        figure = figures[key]
+        rows.append(
+            (
+                f"  {key} mAP (tie-aware, bounds)",
+                f"{figure['map']:.4f} ({figure['map_pessimistic']:.4f} .. "
+                f"{figure['map_optimistic']:.4f})",
+            )
+        )
+    return rows
+
+
 def _json_safe(value: Any) -> Any:
     """``value`` with every NaN and infinity replaced by None (inside dicts, lists, tuples)."""
     if isinstance(value, float) and not math.isfinite(value):

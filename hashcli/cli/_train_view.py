@@ -7,7 +7,7 @@ from typing import Any
 from rich.progress import TextColumn
 from rich.table import Table
 
-from hashcli.cli._output import Output
+from hashcli.cli._output import Output, unseen_class_rows
 from hashcli.train.observer import TrainObserver
 
 
@@ -106,16 +106,8 @@ class RichTrainObserver(TrainObserver):
         test = summary.get("test") or {}
         table.add_row("test mAP (tie-aware)", _fmt(test.get("map")))
         table.add_row("test mAP (index order)", _fmt(test.get("map_index_order")))
-        unseen = test.get("unseen_classes")
-        if unseen:
-            table.add_row("unseen classes", f"{len(unseen['classes'])}: {unseen['classes']}")
-            for key in ("seen@seen", "unseen@unseen", "unseen@all"):
-                figure = unseen[key]
-                table.add_row(
-                    f"  {key} mAP (tie-aware)",
-                    f"{_fmt(figure['map'])} ({_fmt(figure['map_pessimistic'])} .. "
-                    f"{_fmt(figure['map_optimistic'])})",
-                )
+        for row in unseen_class_rows(summary["unseen"]) if summary.get("unseen") else ():
+            table.add_row(*row)
         stats = summary.get("code_stats")
         if stats:
             table.add_row(

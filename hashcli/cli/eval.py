@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from hashcli.cli._options import JsonOpt, QuietOpt, RunOpt, WorkdirOpt
-from hashcli.cli._output import Output
+from hashcli.cli._output import Output, unseen_class_rows
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -128,11 +128,7 @@ def eval_command(
         save_pr_curve(report.pr_curve, pr_curve, bits=report.bits)
         out.say(f"Wrote the precision-recall curve to {pr_curve}")
     if json_output:
-        data = report.to_dict(per_class=per_class)
-        if evaluation.unseen is not None:
-            data["unseen_classes"] = evaluation.unseen["classes"]
-            data.update({k: v for k, v in evaluation.unseen.items() if k != "classes"})
-        out.json(data)
+        out.json({**report.to_dict(per_class=per_class), **(evaluation.unseen or {})})
         return
     _render(out, report, per_class=per_class, unseen=evaluation.unseen)
 
@@ -202,14 +198,8 @@ def _render(
     )
     if unseen is not None:
         table.add_section()
-        table.add_row(f"unseen classes ({len(unseen['classes'])})", str(unseen["classes"]))
-        for key in ("seen@seen", "unseen@unseen", "unseen@all"):
-            figure = unseen[key]
-            table.add_row(
-                f"  {key} mAP (tie-aware, bounds)",
-                f"{_fmt(figure['map'])} ({_fmt(figure['map_pessimistic'])} .. "
-                f"{_fmt(figure['map_optimistic'])})",
-            )
+        for row in unseen_class_rows(unseen):
+            table.add_row(*row)
     if report.code_stats is not None:
         _code_stat_rows(table, report.code_stats)
     out.table(table)

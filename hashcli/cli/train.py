@@ -233,6 +233,7 @@ def train_command(
         "test": result.test,
         "skipped_images": len(result.skipped_images),
         "code_stats": result.code_stats,
+        "unseen": result.unseen,
     }
     out = Output(quiet=quiet)
     if json_output:

@@ -381,10 +381,12 @@ def _per_class(ap: np.ndarray, labels: np.ndarray, evaluated: np.ndarray) -> dic
     return out
 
 
-def _load(source: CodeFile | str | os.PathLike[str], role: str) -> tuple[CodeFile, str]:
+def _load(
+    source: CodeFile | str | os.PathLike[str], role: str, name: str | None
+) -> tuple[CodeFile, str]:
     if isinstance(source, CodeFile):
-        return source, f"the {role}"
-    return read_codes(source), str(Path(source))
+        return source, name or f"the {role}"
+    return read_codes(source), name or str(Path(source))
 
 
 def evaluate_code_files(
@@ -396,15 +398,18 @@ def evaluate_code_files(
     kernels: HammingKernels | None = None,
     progress: Callable[[int, int], None] | None = None,
     code_stats: bool = False,
+    names: tuple[str, str] | None = None,
 ) -> RetrievalReport:
-    """Read two code files (``.h5`` or ``.npz``, or :class:`CodeFile` objects) and evaluate.
+    """Read two code files (``.h5`` or ``.npz``, or :class:`CodeFile` objects) and evaluate;
+    ``names`` calls the two in messages (default: their paths, or "the queries" / "the
+    database" for objects).
 
     Raises:
         HashretError: missing or malformed file, codes of different lengths, a multi-label
             file against a single-label one, an empty file, missing labels.
     """
-    query_file, query_name = _load(queries, "queries")
-    database_file, database_name = _load(database, "database")
+    query_file, query_name = _load(queries, "queries", names and names[0])
+    database_file, database_name = _load(database, "database", names and names[1])
     if query_file.bits != database_file.bits:
         raise HashretError(
             f"{query_name} holds {query_file.bits}-bit codes but {database_name} holds "

@@ -83,6 +83,26 @@ DEFAULT_TOP_K: dict[str, int | str] = {
 UNSEEN_PROTOCOL = ("seen@seen", "unseen@unseen", "unseen@all")
 
 
+def map_figures(
+    query_codes: np.ndarray,
+    query_labels: np.ndarray,
+    database_codes: np.ndarray,
+    database_labels: np.ndarray,
+    bits: int,
+) -> dict[str, Any]:
+    """Tie-aware mAP with its bounds, index-order mAP and the two sizes: what summary.json
+    keeps of an evaluation (its "test" object and each unseen-class figure)."""
+    report = evaluate_codes(query_codes, query_labels, database_codes, database_labels, bits)
+    return {
+        "map": report.map,
+        "map_index_order": report.map_index_order,
+        "map_pessimistic": report.map_pessimistic,
+        "map_optimistic": report.map_optimistic,
+        "n_queries": report.n_queries,
+        "n_database": report.n_database,
+    }
+
+
 def unseen_class_figures(
     query_codes: np.ndarray,
     query_labels: np.ndarray,
@@ -97,9 +117,9 @@ def unseen_class_figures(
     (the standard figure, on what the model trained on); ``unseen@unseen``: queries and
     database both of the classes left out of training; ``unseen@all``: unseen queries against
     the whole database (what a user who indexes new classes beside old ones gets). Single-label
-    data; ``unseen`` lists the left-out classes. Returns ``{"classes": sorted unseen, key:
-    {"map", "map_pessimistic", "map_optimistic", "map_index_order", "n_queries",
-    "n_database"}}``.
+    data; ``unseen`` lists the left-out classes. Returns the keys of summary.json and of
+    ``hashret eval --json``: ``"unseen_classes"`` (sorted) and each of :data:`UNSEEN_PROTOCOL`
+    with :func:`map_figures`.
     """
     query_labels, database_labels = np.asarray(query_labels), np.asarray(database_labels)
     if query_labels.ndim != 1:
@@ -113,23 +133,15 @@ def unseen_class_figures(
         "unseen@unseen": (query_unseen, database_unseen),
         "unseen@all": (query_unseen, everything),
     }
-    out: dict[str, Any] = {"classes": unseen_set.tolist()}
+    out: dict[str, Any] = {"unseen_classes": unseen_set.tolist()}
     for key, (q, d) in cases.items():
         if not q.any() or not d.any():
             raise HashretError(
                 f"{key}: no {'query' if not q.any() else 'database item'} of those classes"
             )
-        report = evaluate_codes(
+        out[key] = map_figures(
             query_codes[q], query_labels[q], database_codes[d], database_labels[d], bits
         )
-        out[key] = {
-            "map": report.map,
-            "map_pessimistic": report.map_pessimistic,
-            "map_optimistic": report.map_optimistic,
-            "map_index_order": report.map_index_order,
-            "n_queries": report.n_queries,
-            "n_database": report.n_database,
-        }
     return out
 
 
@@ -141,6 +153,7 @@ def evaluate_files(
     threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     code_stats: bool = True,
+    names: tuple[str, str] | None = None,
 ) -> RetrievalReport:
     """:func:`hashcli.metrics.evaluate_code_files` with FAISS's kernels; by default with the
     statistics of both files' codes (``report.code_stats``, ``report.query_code_stats``)."""
@@ -154,6 +167,7 @@ def evaluate_files(
         kernels=evaluation_kernels(),
         progress=progress,
         code_stats=code_stats,
+        names=names,
     )
 
 
@@ -186,32 +200,28 @@ def evaluate_run(
 
     if (queries is None) != (database is None):
         raise HashretError("give both the query and the database code files, or neither")
-    unseen: list[int] = []
-    if queries is None:
-        # Each code file is replaced whole (atomically) by its writers, so reading them needs
-        # no lock: a long evaluation never holds up `hashret index add`.
-        run_dir = open_run(run, workdir)
-        queries, database = run_dir.file(QUERY_CODES), run_dir.file(DATABASE_CODES)
-        config = run_dir.config()
-        unseen = list(config.get("unseen_classes") or [])
-        if not top_k and config.get("dataset") in DEFAULT_TOP_K:
-            top_k = [_default_top_k(DEFAULT_TOP_K[config["dataset"]], database)]
-    elif run is not None:
-        raise HashretError("a run cannot be combined with query and database files")
-    report = evaluate_files(queries, database, top_k=top_k, progress=progress)
-    figures = None
-    if unseen:
-        from hashcli.codes.store import read_codes
-
-        q, d = read_codes(queries), read_codes(database)
-        figures = unseen_class_figures(q.codes, q.labels, d.codes, d.labels, q.bits, unseen)
-    return Evaluation(Path(queries), Path(database), report, figures)
-
-
-def _default_top_k(value: int | str, database: Path) -> int:
-    """A :data:`DEFAULT_TOP_K` value as a number: "all" is the database's size."""
-    if value != "all":
-        return int(value)
+    if queries is not None:
+        if run is not None:
+            raise HashretError("a run cannot be combined with query and database files")
+        report = evaluate_files(queries, database, top_k=top_k, progress=progress)
+        return Evaluation(Path(queries), Path(database), report)
     from hashcli.codes.store import read_codes
 
-    return len(read_codes(database).codes)
+    # Each code file is replaced whole (atomically) by its writers, so reading them needs no
+    # lock: a long evaluation never holds up `hashret index add`. Read once, used thrice.
+    run_dir = open_run(run, workdir)
+    queries, database = run_dir.file(QUERY_CODES), run_dir.file(DATABASE_CODES)
+    q, d = read_codes(queries), read_codes(database)
+    config = run_dir.config()
+    default_k = DEFAULT_TOP_K.get(config.get("dataset", ""))
+    if not top_k and default_k is not None:
+        top_k = [len(d.codes) if default_k == "all" else int(default_k)]
+    names = (str(queries), str(database))
+    report = evaluate_files(q, d, top_k=top_k, progress=progress, names=names)
+    unseen = config.get("unseen_classes")
+    figures = (
+        unseen_class_figures(q.codes, q.labels, d.codes, d.labels, q.bits, unseen)
+        if unseen
+        else None
+    )
+    return Evaluation(Path(queries), Path(database), report, figures)

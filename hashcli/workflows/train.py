@@ -56,6 +56,7 @@ from hashcli.fileio import timestamp
 from hashcli.train.config import TrainConfig
 from hashcli.train.observer import TrainObserver
 from hashcli.workflows import runs
+from hashcli.workflows.evaluate import map_figures as evaluate_codes
 
 if TYPE_CHECKING:
     from hashcli.data.records import ImageDataset, ImageRecord
@@ -80,33 +81,15 @@ class TrainResult:
     #: Statistics of the database codes (:class:`hashcli.metrics.code_stats.CodeStats`
     #: as a dict), once the run has finished.
     code_stats: dict[str, Any] | None = None
+    #: A finished run with ``--unseen-classes``: the protocol's figures under their summary.json
+    #: keys (:func:`hashcli.workflows.evaluate.unseen_class_figures`).
+    unseen: dict[str, Any] | None = None
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def evaluate_codes(
-    query_codes: np.ndarray,
-    query_labels: np.ndarray,
-    db_codes: np.ndarray,
-    db_labels: np.ndarray,
-    bits: int,
-) -> dict[str, Any]:
-    """Tie-aware and index-order mAP of queries against a database (single-label)."""
-    from hashcli.workflows.evaluate import evaluate_codes as evaluate
-
-    report = evaluate(query_codes, query_labels, db_codes, db_labels, bits)
-    return {
-        "map": report.map,
-        "map_index_order": report.map_index_order,
-        "map_pessimistic": report.map_pessimistic,
-        "map_optimistic": report.map_optimistic,
-        "n_queries": report.n_queries,
-        "n_database": report.n_database,
-    }
 
 
 def train(
@@ -695,24 +678,25 @@ def _conclude(
             state.note_skipped(codes.bad_paths if codes is not None else ())
             encoded[split] = (records, codes)
 
-    def finish() -> tuple[dict[str, Any] | None, list[str], dict[str, Any] | None]:
-        test = _final_codes(model, run_dir.path, config, dataset, encoded, obs)
+    def finish() -> tuple[Any, ...]:
+        test, result.unseen = _final_codes(model, run_dir.path, config, dataset, encoded, obs)
         config_now = run_dir.config()
         config_now["skipped_images"] = state.skipped_images
         runs.write_config(run_dir.path, config_now)
         result.test, result.skipped_images = test, state.skipped_images
         result.code_stats = _code_stats(encoded.get("database"), config.bits)
         _write_summary(run_dir.path, result, recipe.total_steps)
-        return test, state.skipped_images, result.code_stats
+        return test, state.skipped_images, result.code_stats, result.unseen
 
     # Rank 0 writes codes, index, config and summary; every rank returns the same result.
-    result.test, result.skipped_images, result.code_stats = dist.run_on_main(finish)
+    result.test, result.skipped_images, result.code_stats, result.unseen = dist.run_on_main(finish)
     dist.barrier()
     return result
 
 
 def _final_codes(model, run_dir, config, dataset, encoded_splits, obs):
-    """Write the code files and the flat index (rank 0); the test scores, or None."""
+    """Write the code files and the flat index (rank 0); (the test scores, the unseen-class
+    figures), each None when there is nothing to score."""
     from hashcli.workflows.artefacts import write_code_file
     from hashcli.workflows.index import write_index
 
@@ -740,20 +724,20 @@ def _final_codes(model, run_dir, config, dataset, encoded_splits, obs):
         index = write_index(run.database_codes, run.index_file, "flat")
         obs.message(f"Wrote {run.index_file} (flat index, {index.ntotal} codes)")
     if "database" not in encoded or "test" not in encoded:
-        return None
+        return None, None
     queries, database = encoded["test"], encoded["database"]
     scores = evaluate_codes(
         queries.codes, queries.labels, database.codes, database.labels, config.bits
     )
     unseen = _unseen_classes(config, dataset)
-    if unseen:
-        from hashcli.workflows.evaluate import unseen_class_figures
+    if not unseen:
+        return scores, None
+    from hashcli.workflows.evaluate import unseen_class_figures
 
-        figures = unseen_class_figures(
-            queries.codes, queries.labels, database.codes, database.labels, config.bits, unseen
-        )
-        scores["unseen_classes"] = figures
-    return scores
+    figures = unseen_class_figures(
+        queries.codes, queries.labels, database.codes, database.labels, config.bits, unseen
+    )
+    return scores, figures
 
 
 def _code_stats(encoded: tuple[list, EncodedImages] | None, bits: int) -> dict[str, Any] | None:
@@ -769,14 +753,11 @@ def _code_stats(encoded: tuple[list, EncodedImages] | None, bits: int) -> dict[s
 def _write_summary(run_dir: Path, result: TrainResult, total_steps: int) -> None:
     from hashcli.fileio import write_json_atomic
 
-    test = dict(result.test or {})
-    # the unseen-class protocol's figures sit beside "test", under their own keys
-    unseen = test.pop("unseen_classes", None) or {}
+    test = result.test or {}
     write_json_atomic(
         run_dir / runs.SUMMARY_FILE,
         {
-            **({"unseen_classes": unseen["classes"]} if unseen else {}),
-            **{key: value for key, value in unseen.items() if key != "classes"},
+            **(result.unseen or {}),  # the unseen-class figures, beside "test"
             "finished": result.finished,
             "steps": result.steps,
             "total_steps": total_steps,
