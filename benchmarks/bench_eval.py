@@ -1,15 +1,18 @@
 """Evaluator benchmark: hashret's evaluator side by side with two baselines, in one run.
 
-    python benchmarks/bench_eval.py            # the two cases below (about a minute)
-    python benchmarks/bench_eval.py --quick    # smaller second case, for a smoke test
+    python benchmarks/bench_eval.py                  # every case below (a few minutes)
+    python benchmarks/bench_eval.py --classes 100    # case (b) with 100 classes only
+    python benchmarks/bench_eval.py --quick          # 1,000 queries in case (b), a smoke test
 
 (a) CUB size: 5,794 queries x 5,994 database codes, 48 bits, 200 classes, against a plain
     per-query evaluator (distances by a float matrix product, a stable argsort per query, AP
     from the cumulative hits), the way public deep-hashing evaluators work. Target: >= 10x.
     Its mAP must equal hashret's index-order mAP (same tie rule), which the script checks.
-(b) 10,000 queries x 1,000,000 database codes, 64 bits, 1,000 classes, against a FAISS
-    IndexBinaryFlat k=1 search over the same codes: a floor, since it does the same popcounts
-    and keeps almost nothing. Target: <= 2x its time, peak memory < 2 GB.
+(b) 10,000 queries x 1,000,000 database codes, 64 bits, against a FAISS IndexBinaryFlat k=1
+    search over the same codes: a floor, since it does the same popcounts and keeps almost
+    nothing. With 1,000 classes (sparse relevance: 1,000 relevant items per query), 100 (dense:
+    10,000, like CIFAR-10's database per class) and 10 (very dense: 100,000). Target: <= 2x its
+    time for 1,000 and 100 classes, peak memory < 2 GB.
 
 hashret computes everything ``hashret eval --top-k 100,1000`` reports: tie-aware mAP and its
 bounds, index-order mAP, mAP@k / precision@k / recall@k, precision within radius 2 and the PR
@@ -118,11 +121,11 @@ def bench_cub(rng: np.random.Generator, rows: list[str]) -> None:
     )
 
 
-def bench_large(rng: np.random.Generator, rows: list[str], nq: int) -> None:
+def bench_large(rng: np.random.Generator, rows: list[str], nq: int, classes: int) -> None:
     import faiss
 
-    nd, bits, classes = 1_000_000, 64, 1000
-    log(f"(b) {nq:,} x {nd:,}, {bits} bits, {classes} classes")
+    nd, bits = 1_000_000, 64
+    log(f"(b) {nq:,} x {nd:,}, {bits} bits, {classes:,} classes")
     case = make_case(rng, nq, nd, bits, classes)
     index = faiss.IndexBinaryFlat(bits)
     index.add(case[2])
@@ -137,7 +140,7 @@ def bench_large(rng: np.random.Generator, rows: list[str], nq: int) -> None:
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     rows.append(
-        f"| (b) {nq:,} x {nd:,}, {bits} bits | FAISS IndexBinaryFlat k=1 "
+        f"| (b) {nq:,} x {nd:,}, {bits} bits, {classes:,} classes | FAISS IndexBinaryFlat k=1 "
         f"| {t_faiss:.2f} s | {t_ours:.2f} s | {t_ours / t_faiss:.2f}x its time (target <= 2x) "
         f"| mAP {report.map:.4f}; evaluator allocations peak {peak / 2**20:.0f} MiB, "
         f"whole process max RSS {rss:.0f} MiB |"
@@ -158,7 +161,8 @@ def bench_large(rng: np.random.Generator, rows: list[str], nq: int) -> None:
     finally:
         faiss.omp_set_num_threads(threads)
     rows.append(
-        f"| (b') first 1,000 queries, one thread each | FAISS IndexBinaryFlat k=1 "
+        f"| (b') {classes:,} classes, first 1,000 queries, one thread each "
+        f"| FAISS IndexBinaryFlat k=1 "
         f"| {t_faiss1:.2f} s | {t_ours1:.2f} s | {t_ours1 / t_faiss1:.2f}x its time "
         f"| work per core, insensitive to stalled OpenMP threads |"
     )
@@ -167,11 +171,15 @@ def bench_large(rng: np.random.Generator, rows: list[str], nq: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1,000 queries in case (b)")
+    parser.add_argument(
+        "--classes", default="1000,100,10", help="case (b)'s class counts, comma-separated"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     rows: list[str] = []
     bench_cub(rng, rows)
-    bench_large(rng, rows, 1000 if args.quick else 10_000)
+    for classes in args.classes.split(","):
+        bench_large(rng, rows, 1000 if args.quick else 10_000, int(classes))
     import faiss
 
     print(

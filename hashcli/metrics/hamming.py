@@ -14,18 +14,24 @@ How (one step = a block of queries x a chunk of database rows, about ``pairs_per
 1. distances of the step by XOR-popcount (FAISS's C++ loop, or numpy);
 2. the relevant items split the chunk's row into segments (segment s holds the items after the
    s-th relevant item, up to and including the next); one integer histogram over the key
-   ``segment * (bits + 1) + distance`` (one add pass, plus an offset per query row when one
-   call covers the block) counts every (segment, distance) cell;
-3. a running sum over the segments gives for each relevant item the number of same-distance
-   items before it in the chunk; adding the counts of earlier chunks gives E.
+   ``(row * (bits + 1) + distance) * segments + segment`` (a multiply and two add passes)
+   counts every (row, distance, segment) cell, segments innermost;
+3. one running sum over that flat table then holds, at each relevant item's own cell, the
+   number of same-distance items up to it in the chunk; adding the counts of earlier chunks
+   gives E.
 
-Step 3 costs ``(bits + 1) * m`` per row, which is small while relevant items are a small share of
-the chunk; when they are not (few classes, multi-label data), a stable counting sort of the
-step's distances gives E instead, at a cost proportional to the chunk. Query blocks run in
-threads: the C loops (neither uses OpenMP) and numpy's passes release the GIL, and two threads
-run about 1.65 times as fast as one on two idle cores (the rest is shared cache and memory
-traffic). Tools that hook allocations (tracemalloc) take the GIL at every numpy allocation and
-undo much of that.
+The table has ``(bits + 1) * (m + 1)`` cells per row for m relevant items in the chunk, so it
+costs ``(bits + 1) * relevant share`` cells per pair: 0.065 with 1,000 classes, 0.65 with 100
+(the running sum at about 0.5 ns a cell then adds a fifth to the step). When that passes
+``_SORT_WHEN_TABLE_PER_PAIR`` (a few classes), a stable counting sort of the step's distances
+gives E instead, at a cost proportional to the chunk. The per-item work at the end of a
+single-label block stays in (rows x relevant items) arrays: one stable sort of each row's
+relevant distances ranks them, with no per-pair sort. Query blocks run in threads: the C loops
+(neither uses OpenMP) and numpy's passes release the GIL; two threads run about 1.6 times as
+fast as one on two idle cores (each thread's CPU time grows by about a tenth from shared cache
+and memory traffic, and they wait for each other's Python-level work between passes for about
+another tenth). Tools that hook allocations (tracemalloc) take the GIL at every numpy
+allocation and undo much of that.
 
 Single-label queries are grouped by class, so that a block shares one set of relevant items.
 """
@@ -47,8 +53,10 @@ from hashcli.metrics.kernels import HammingKernels, NumpyKernels, pad_to_words
 # faster than L2-sized steps of 256 Ki pairs, with one thread (by 15%) and with two (by 40%).
 DEFAULT_PAIRS_PER_STEP = 1 << 20
 MAX_BLOCK_QUERIES = 64
-# Below this row width, one histogram call per step (after an offset pass) beats one per row.
-_ROW_CALLS_FROM_WIDTH = 16384
+# A single-label block holds about this many (query, relevant item) pairs at most, so that its
+# per-item arrays stay small (fewer rows for classes with many items: no cost, since a step
+# holds the same number of pairs; large fresh arrays cost page faults every block).
+MAX_BLOCK_RELEVANT = 1 << 20
 # Use the sort path for E when the segment table would cost more than this many cells per pair.
 _SORT_WHEN_TABLE_PER_PAIR = 3.0
 
@@ -115,10 +123,13 @@ class _Engine:
             self.database_labels = database_labels
         self._local = threading.local()
 
-    def scratch(self, size: int) -> np.ndarray:
-        buf = getattr(self._local, "buf", None)
+    def scratch(self, size: int, name: str = "distances") -> np.ndarray:
+        """A reused int32 buffer of this thread (fresh arrays of megabytes every step cost page
+        faults, which the threads of one process take in turn)."""
+        buf = getattr(self._local, name, None)
         if buf is None or len(buf) < size:
-            buf = self._local.buf = np.empty(size, dtype=np.int32)
+            buf = np.empty(size, dtype=np.int32)
+            setattr(self._local, name, buf)
         return buf[:size]
 
     def _shared_label(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -141,169 +152,220 @@ class _Engine:
         values = self.n_values
         queries = np.ascontiguousarray(self.queries[rows])
         counts = np.zeros((nq, values), dtype=np.int64)
-        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (row, distance, E)
+        # single-label: (distance, E) as (nq, m) arrays per step, each row's relevant items in
+        # database order; multi-label: (row, distance, E) flat, in (row, column) order per step
+        shared: list[tuple[np.ndarray, np.ndarray]] = []
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         step = max(1, self.pairs_per_step // nq)
         start = 0
         while start < self.n_database:
             stop = min(start + step, self.n_database)
+            dist = self.scratch(nq * (stop - start)).reshape(nq, stop - start)
+            self.kernels.distances(queries, self.database[start:stop], dist)
             if positions is not None:
                 lo, hi = np.searchsorted(positions, [start, stop])
                 local = positions[lo:hi] - start
-                dist = self.scratch(nq * (stop - start)).reshape(nq, stop - start)
-                self.kernels.distances(queries, self.database[start:stop], dist)
                 step_result = self._shared_step(dist, local)
-                if step_result is not None:
-                    delta, within, chunk_counts = step_result
-                    if len(local):
-                        earlier = np.take_along_axis(counts, delta, axis=1) + within
-                        row_of = np.repeat(np.arange(nq), len(local))
-                        found.append((row_of, delta.reshape(-1), earlier.reshape(-1)))
-                    counts += chunk_counts
-                    start = stop
-                    continue
-                # dense relevance: E by sorting, on the same distances
-                row_of = np.repeat(np.arange(nq), len(local))
-                col_of = np.tile(local, nq)
-                delta = dist[row_of, col_of].astype(np.int64)
-                within, chunk_counts = self._by_sorting(dist, row_of, col_of, delta)
+                if step_result is None:  # very dense relevance: E by sorting the distances
+                    columns = np.zeros(stop - start, dtype=bool)
+                    columns[local] = True
+                    _, delta, within, chunk_counts = self._by_sorting(dist, columns)
+                    # every row has the same number of relevant items; each row's are in
+                    # (distance, database) order, which _finish_shared's stable sort keeps
+                    delta, within = delta.reshape(nq, -1), within.reshape(nq, -1)
+                    runs = np.arange(0, nq * values, values)[:, None] + delta
+                else:
+                    delta, runs, within, chunk_counts = step_result
+                if len(local):
+                    shared.append((delta, counts.reshape(-1)[runs] + within))
             else:
                 mask = self._shared_label(rows, start, stop)
-                row_of, col_of = np.nonzero(mask)
-                dist = self.scratch(nq * (stop - start)).reshape(nq, stop - start)
-                self.kernels.distances(queries, self.database[start:stop], dist)
-                delta = dist[row_of, col_of].astype(np.int64)
                 # within[i]: items at relevant item i's distance before it, in this chunk
-                within, chunk_counts = self._earlier_same_distance(
-                    dist, row_of, col_of, delta, mask.sum(axis=1)
-                )
-            if len(delta):
-                found.append((row_of, delta, counts[row_of, delta] + within))
+                row_of, delta, within, chunk_counts = self._earlier_same_distance(dist, mask)
+                if len(delta):
+                    found.append((row_of, delta, counts[row_of, delta] + within))
             counts += chunk_counts
             start = stop
+        if positions is not None:
+            return self._finish_shared(rows, counts, shared)
         return self._finish(rows, counts, found)
 
     def _shared_step(
         self, dist: np.ndarray, local: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
         """One step of a single-label block, whose rows share the relevant columns ``local``.
 
-        The table is segment-major: row q's cell (segment s, distance d) is
-        ``q * size + s * values + d``, so the key is the distance plus a term per column (and
-        one per row when a single histogram call covers the block); no pass multiplies the
-        distances. A running sum over the segments then gives E for every relevant item.
-
-        Returns int64 (nq, m) distances of the relevant items, int64 (nq, m) E within the
-        chunk, int64 (nq, values) chunk histogram; None when the sort path is cheaper (then
-        ``dist`` is left as it was). Overwrites ``dist`` otherwise.
+        Returns int64 (nq, m) distances of the relevant items, int64 (nq, m) their (row,
+        distance) runs ``row * values + distance``, int64 (nq, m) E within the chunk, int64
+        (nq, values) chunk histogram; None when the sort path is cheaper (then ``dist`` is left
+        as it was). Overwrites ``dist`` otherwise.
         """
         nq, width = dist.shape
-        values = self.n_values
         m = len(local)
-        size = (m + 1) * values
-        if size > _SORT_WHEN_TABLE_PER_PAIR * width:
+        segments = m + 1
+        if segments * self.n_values > _SORT_WHEN_TABLE_PER_PAIR * width:
             return None
         delta = dist[:, local].astype(np.int64)
-        per_call = width >= _ROW_CALLS_FROM_WIDTH
-        if m:
-            # values * (relevant items strictly before the column): segment-major cells
-            bounds = np.empty(m + 2, dtype=np.int64)
-            bounds[0], bounds[-1] = 0, width
-            np.add(local, 1, out=bounds[1:-1])
-            term = np.repeat(np.arange(0, size, values, dtype=np.int32), np.diff(bounds))
-            if not per_call:
-                term = term + (np.arange(nq, dtype=np.int32) * size)[:, None]
-            np.add(dist, term, out=dist)
-        elif not per_call:
-            np.add(dist, (np.arange(nq, dtype=np.int32) * size)[:, None], out=dist)
-        table = np.empty((nq, m + 1, values), dtype=np.int32)
-        histogram = self.kernels.histogram
-        if per_call:
-            # long rows: a call per row into its part of the table saves the row-offset pass
-            flat = table.reshape(nq, size)
-            for row in range(nq):
-                histogram(dist[row], size, flat[row])
-        else:
-            # short rows: one histogram call over the block, rows told apart by an offset
-            histogram(dist.reshape(-1), nq * size, table.reshape(-1))
-        if not m:
-            return delta, delta, table[:, 0, :].astype(np.int64)
-        # running[q, s, d]: items of row q at distance d in segments 0..s (a step counts
-        # < 2**31 pairs); for relevant item k (segment k), minus the item itself
-        running = np.cumsum(table, axis=1, out=table)
-        within = running[np.arange(nq)[:, None], np.arange(m)[None, :], delta] - 1
-        return delta, within.astype(np.int64), running[:, -1, :].astype(np.int64)
+        # the segment of each column: the relevant items strictly before it
+        bounds = np.empty(m + 2, dtype=np.int64)
+        bounds[0], bounds[-1] = 0, width
+        np.add(local, 1, out=bounds[1:-1])
+        term = np.repeat(np.arange(segments, dtype=np.int32), np.diff(bounds))
+        running = self._segment_table(dist, term, segments)
+        # relevant item k is the last item of segment k
+        runs = np.arange(0, nq * self.n_values, self.n_values)[:, None] + delta
+        within, chunk_counts = self._table_result(running, segments, runs, np.arange(m))
+        return delta, runs, within, chunk_counts
 
-    def _earlier_same_distance(
-        self,
-        dist: np.ndarray,
-        row_of: np.ndarray,
-        col_of: np.ndarray,
-        delta: np.ndarray,
-        per_row: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(E within the chunk for each relevant item, int64 (nq, values) chunk histogram),
-        for rows with their own relevant items (multi-label). Overwrites ``dist``.
+    def _segment_table(self, dist: np.ndarray, term: np.ndarray, segments: int) -> np.ndarray:
+        """Running counts over segments: flat int32 (nq * values * segments) table whose cell
+        ``(q * values + d) * segments + s`` holds row q's items at distance d in segments 0..s
+        plus everything in earlier (row, distance) runs. ``term``: each column's (or each
+        pair's) segment. Overwrites ``dist``.
+
+        The table is distance-major, segments innermost, so that one running sum over the
+        flat array is the running count over the segments of every (row, distance) run: the key
+        is ``distance * segments + segment`` (one multiply and one add pass over the step; a row
+        offset as well when one histogram call covers the block). np.cumsum along an inner
+        axis of a segment-major table ran at about 3 ns per cell (numpy accumulates non-last
+        axes element by element), the flat running sum at about 0.5 ns, which made dense
+        relevance (1% relevant items) cost less than twice the sparse case instead of four times.
         """
         nq, width = dist.shape
-        values = self.n_values
+        size = self.n_values * segments
+        if segments > 1:
+            np.multiply(dist, segments, out=dist)
+            np.add(dist, term, out=dist)
+        # One histogram call for the block, rows told apart by an offset: a call per row saves
+        # the offset pass but measured slower (4% with one thread, 7% with two, which wait for
+        # each other's Python-level work between the many calls).
+        np.add(dist, (np.arange(nq, dtype=np.int32) * size)[:, None], out=dist)
+        table = self.scratch(nq * size, "table")
+        self.kernels.histogram(dist.reshape(-1), nq * size, table)
+        # a step counts < 2**31 pairs, so int32 holds the running sum
+        return np.cumsum(table, dtype=np.int32, out=table)
+
+    def _table_result(
+        self, running: np.ndarray, segments: int, runs: np.ndarray, segment: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(E within the chunk of each relevant item, int64 (nq, values) chunk histogram) from
+        a :meth:`_segment_table`; ``runs``: each relevant item's (row, distance) run
+        ``row * values + distance``, ``segment``: its segment (it is the last item there)."""
+        ends = running[segments - 1 :: segments].astype(np.int64)  # (row, distance) run ends
+        before = np.empty_like(ends)  # the running sum before each run
+        before[0] = 0
+        before[1:] = ends[:-1]
+        chunk_counts = (ends - before).reshape(-1, self.n_values)
+        # minus the earlier runs and the item itself
+        within = running[runs * segments + segment] - before[runs] - 1
+        return within, chunk_counts
+
+    def _earlier_same_distance(
+        self, dist: np.ndarray, mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(row, distance, E within the chunk) of each relevant item and the int64 (nq, values)
+        chunk histogram, for rows with their own relevant items ``mask`` (multi-label); each
+        (row, distance) group in database order. Overwrites ``dist``.
+        """
+        nq, width = dist.shape
+        per_row = mask.sum(axis=1)
         # Like _shared_step, with a segment term per pair, and every row's table as large as
         # the one of the row with the most relevant items.
         segments = int(per_row.max()) + 1 if nq else 1
-        size = segments * values
-        if size * nq > _SORT_WHEN_TABLE_PER_PAIR * nq * width:
-            return self._by_sorting(dist, row_of, col_of, delta)
-
-        per_call = width >= _ROW_CALLS_FROM_WIDTH
+        if segments * self.n_values > _SORT_WHEN_TABLE_PER_PAIR * width:
+            return self._by_sorting(dist, mask)
+        row_of, col_of = np.nonzero(mask)
+        delta = dist[row_of, col_of].astype(np.int64)
+        # the row's relevant items strictly before the column
+        term = np.zeros(dist.shape, dtype=np.int32)
         if len(delta):
-            # values * (the row's relevant items strictly before the column)
-            term = np.zeros(dist.shape, dtype=np.int32)
-            term[row_of, col_of] = values
+            term[row_of, col_of] = 1
             np.cumsum(term, axis=1, dtype=np.int32, out=term)
-            term[row_of, col_of] -= values
-            if not per_call:
-                term = term + (np.arange(nq, dtype=np.int32) * size)[:, None]
-            np.add(dist, term, out=dist)
-        elif not per_call:
-            np.add(dist, (np.arange(nq, dtype=np.int32) * size)[:, None], out=dist)
-        table = np.empty((nq, segments, values), dtype=np.int32)
-        if per_call:
-            # long rows: a call per row into its part of the table saves the row-offset pass
-            for row in range(nq):
-                self.kernels.histogram(dist[row], size, table[row].reshape(-1))
-        else:
-            # short rows: one histogram call over the block, rows told apart by an offset
-            self.kernels.histogram(dist.reshape(-1), nq * size, table.reshape(-1))
-
-        # running[q, s, d]: items of row q at distance d in segments 0..s (a step counts
-        # < 2**31 pairs); the last segment gives the chunk histogram
-        running = np.cumsum(table, axis=1, out=table)
-        chunk_counts = running[:, -1, :].astype(np.int64)
-        if not len(delta):
-            return np.zeros(0, dtype=np.int64), chunk_counts
+            term[row_of, col_of] -= 1
+        running = self._segment_table(dist, term, segments)
         first = np.cumsum(per_row) - per_row
         k = np.arange(len(row_of)) - first[row_of]  # index of the item among its row's relevant
-        # items at this distance in segments 0..k, minus the item itself
-        within = running[row_of, k, delta].astype(np.int64) - 1
-        return within, chunk_counts
+        runs = row_of * self.n_values + delta
+        within, chunk_counts = self._table_result(running, segments, runs, k)
+        return row_of, delta, within, chunk_counts
 
     def _by_sorting(
-        self, dist: np.ndarray, row_of: np.ndarray, col_of: np.ndarray, delta: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """E by a stable sort of each row's distances (dense relevance)."""
+        self, dist: np.ndarray, relevant: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """E by a stable sort of each row's distances (very dense relevance).
+
+        ``relevant``: bool (width,) relevant columns shared by every row, or (nq, width).
+        Returns (row, distance, E within the chunk) of the relevant items in (row, distance,
+        column) order, which keeps each (row, distance) group in database order, and the
+        int64 (nq, values) chunk histogram. Overwrites ``dist``.
+        """
         nq, width = dist.shape
         values = self.n_values
-        small = np.uint16 if values <= np.iinfo(np.uint16).max else np.int32
+        small = np.uint8 if values <= 256 else np.uint16
         order = np.argsort(dist.astype(small), axis=1, kind="stable")
-        place = np.empty_like(order)
-        np.put_along_axis(place, order, np.arange(width)[None, :], axis=1)
+        if relevant.ndim == 1:
+            in_order = relevant[order]
+            per_row = np.full(nq, np.count_nonzero(relevant))
+        else:
+            in_order = np.take_along_axis(relevant, order, axis=1)
+            per_row = np.count_nonzero(relevant, axis=1)
+        # flat positions (np.nonzero of the 2-D mask took twice as long)
+        flat = np.flatnonzero(in_order)
+        row_of = np.repeat(np.arange(nq), per_row)
+        start = row_of * width
+        place = flat - start  # the item's position in its sorted row
+        delta = dist.reshape(-1)[start + order.reshape(-1)[flat]].astype(np.int64)
         np.add(dist, (np.arange(nq, dtype=np.int32) * values)[:, None], out=dist)
-        table = np.empty(nq * values, dtype=np.int32)
+        table = self.scratch(nq * values, "table")
         self.kernels.histogram(dist.reshape(-1), nq * values, table)
         chunk_counts = table.reshape(nq, values).astype(np.int64)
         closer = np.cumsum(chunk_counts, axis=1) - chunk_counts
         # stable position of the item within its row, minus the items at smaller distances
-        within = place[row_of, col_of] - closer[row_of, delta]
-        return within.astype(np.int64), chunk_counts
+        within = place - closer.reshape(-1)[row_of * values + delta]
+        return row_of, delta, within, chunk_counts
+
+    def _finish_shared(
+        self,
+        rows: np.ndarray,
+        counts: np.ndarray,
+        shared: list[tuple[np.ndarray, np.ndarray]],
+    ) -> RankBlock:
+        """:meth:`_finish` for a single-label block: every row has the same number of relevant
+        items, so the work stays in (nq, R) arrays, each row in database order."""
+        nq = len(rows)
+        values = self.n_values
+        at_k = {k: np.zeros(nq) for k in self.hashnet_ks}
+        if not shared:
+            empty = np.zeros((nq, values), dtype=np.int64)
+            return RankBlock(np.asarray(rows, np.int64), counts, empty, np.full(nq, np.nan), at_k)
+        delta = np.concatenate([d for d, _ in shared], axis=1)
+        earlier = np.concatenate([e for _, e in shared], axis=1)
+        n_rel = delta.shape[1]
+        runs = np.arange(0, nq * values, values)[:, None] + delta
+        relevant_counts = np.bincount(runs.reshape(-1), minlength=nq * values).reshape(nq, values)
+        closer = np.cumsum(counts, axis=1) - counts
+        rank = closer.reshape(-1)[runs] + earlier + 1
+        # Stable sort of each row by distance: the row is in database order, which is the
+        # tie-break, so the i-th item of the sorted row is the i-th relevant item ranked, and
+        # the ranks increase along the row.
+        small = np.uint8 if values <= 256 else np.uint16
+        order = np.argsort(delta.astype(small), axis=1, kind="stable")
+        order += np.arange(0, nq * n_rel, n_rel)[:, None]
+        rank = rank.reshape(-1)[order]
+        # running sums of hits / rank over the flat array (np.cumsum along axis 1 is slower):
+        # row q's AP numerator up to its i-th item is running[q, i] - running[q - 1, -1]
+        precision = np.arange(1, n_rel + 1) / rank
+        running = np.cumsum(precision.reshape(-1), out=precision.reshape(-1)).reshape(nq, n_rel)
+        before = np.zeros(nq)
+        before[1:] = running[:-1, -1]
+        ap = (running[:, -1] - before) / n_rel
+        for k, values_at_k in at_k.items():
+            # HashNet's AP@k: the mean precision over the relevant items in the first k places,
+            # 0 with none there
+            kept = np.count_nonzero(rank <= k, axis=1)
+            sums = running[np.arange(nq), np.maximum(kept - 1, 0)] - before
+            np.divide(sums, kept, out=values_at_k, where=kept > 0)
+        return RankBlock(np.asarray(rows, np.int64), counts, relevant_counts, ap, at_k)
 
     def _finish(
         self,
@@ -324,8 +386,9 @@ class _Engine:
             relevant_counts = np.bincount(key, minlength=nq * values).reshape(nq, values)
             closer = np.cumsum(counts, axis=1) - counts
             rank = closer[row_of, delta] + earlier + 1
-            # Stable sort by (row, distance): items were collected chunk by chunk and column by
-            # column, so equal keys stay in database-index order, which is the tie-break.
+            # Stable sort by (row, distance): items were collected chunk by chunk, each chunk's
+            # (row, distance) groups in database order, so equal keys stay in database-index
+            # order, which is the tie-break.
             small = np.uint16 if nq * values <= np.iinfo(np.uint16).max else np.int64
             order = np.argsort(key.astype(small), kind="stable")
             row_sorted = row_of[order]
@@ -372,8 +435,9 @@ def _single_label_blocks(
     blocks = []
     for label, queries in groups(query_labels):
         positions = members.get(label, empty)
-        for b in range(0, len(queries), max_rows):
-            blocks.append((queries[b : b + max_rows], positions))
+        rows = min(max_rows, max(1, MAX_BLOCK_RELEVANT // max(1, len(positions))))
+        for b in range(0, len(queries), rows):
+            blocks.append((queries[b : b + rows], positions))
     # Largest first, so that no thread is left alone with a big block at the end.
     blocks.sort(key=lambda blk: -len(blk[0]) * (1 + len(blk[1])))
     return blocks

@@ -69,6 +69,34 @@ def test_matches_brute_force(oracle, monkeypatch, backend, path, multi):
             assert np.abs(got.ap_index_order[ok] - stable[ok]).max(initial=0) <= 1e-12
 
 
+@pytest.mark.parametrize("path", ["table", "sort"])
+def test_field_ap_at_k_in_index_order_matches_brute_force(oracle, monkeypatch, path):
+    # HashNet's AP@k with ties in database order, per query, against a stable argsort of each
+    # query's distances; blocks split by relevant items too (MAX_BLOCK_RELEVANT), and steps of
+    # a few pairs, so that relevant items come from many chunks.
+    threshold = {"table": 1e12, "sort": 0.0}[path]
+    monkeypatch.setattr(hamming, "_SORT_WHEN_TABLE_PER_PAIR", threshold)
+    monkeypatch.setattr(hamming, "MAX_BLOCK_RELEVANT", 50)
+    ks = (1, 3, 10, 1000)
+    for seed in range(8):
+        case = _case(seed, multi=seed % 2 == 1, sorted_database=seed % 4 == 2)
+        dist = oracle.distances(*case[:3])
+        rel = oracle.relevance(*case[3:])
+        for pairs_per_step in (7, 1 << 18):
+            got = {k: np.full(len(dist), np.nan) for k in ks}
+            for block in hamming.iter_rank_blocks(
+                *case, kernels=FaissKernels(), pairs_per_step=pairs_per_step, hashnet_ks=ks
+            ):
+                for k in ks:
+                    got[k][block.queries] = block.hashnet_index_order[k]
+            for k in ks:
+                expected = [
+                    oracle.hashnet_ap_of_order(m[np.argsort(d, kind="stable")], k)
+                    for d, m in zip(dist, rel, strict=True)
+                ]
+                assert np.abs(got[k] - expected).max(initial=0) <= 1e-12
+
+
 def test_blocks_cover_every_query_once_and_report_progress():
     case = _case(5, multi=False)
     seen: list[tuple[int, int]] = []
