@@ -8,8 +8,9 @@
 Everything after ``--`` goes to ``hashret train`` unchanged; each method trains in its own run
 (``<prefix>-<method>``) with ``--method <method>`` added, then ``hashret eval --json`` scores
 the best model's codes. A run that exists already is evaluated again, not retrained
-(``--retrain`` removes it first), so a table can be rebuilt after the fact. Progress on
-stderr, the markdown table on stdout.
+(``--retrain`` removes it first), so a table can be rebuilt after the fact. Runs trained with
+``--unseen-classes`` add a second table: seen@seen, unseen@unseen and unseen@all (tie-aware,
+with bounds). Progress on stderr, the markdown tables on stdout.
 """
 
 from __future__ import annotations
@@ -76,6 +77,21 @@ def main() -> None:
             f"{'-' if bucket is None else f'{bucket:.1%}'} | "
             f"{'-' if wall is None else f'{wall:.0f} s'} |"
         )
+    unseen = [(method, report) for method, _, report, _ in rows if "unseen@unseen" in report]
+    if unseen:
+        protocol = ("seen@seen", "unseen@unseen", "unseen@all")
+        print(f"\nUnseen classes: {unseen[0][1].get('unseen_classes')}\n")
+        print("| method | " + " | ".join(protocol) + " |")
+        print("| --- |" + " --- |" * len(protocol))
+        for method, report in unseen:
+            cells = []
+            for name in protocol:
+                figure = report[name]
+                cells.append(
+                    f"{_f(figure.get('map'))} ({_f(figure.get('map_pessimistic'))} .. "
+                    f"{_f(figure.get('map_optimistic'))})"
+                )
+            print(f"| {method} | " + " | ".join(cells) + " |")
 
 
 def _f(value: float | None, digits: int = 4) -> str:
