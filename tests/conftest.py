@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Training exports model.onnx at the end (seconds per run); the suite trains many tiny runs, so
+# it skips that except where a test asks for it (tests/workflows/test_export.py). Set here, at
+# import, so that the CLI's subprocesses inherit it.
+os.environ["HASHRET_EXPORT_ONNX"] = "0"
 
 SHARED_CUB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cub25"
 

@@ -121,6 +121,15 @@ BitsOpt = Annotated[
 DeviceOpt = Annotated[
     str, typer.Option("--device", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N.")
 ]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="auto (ONNX Runtime when the run's model.onnx matches model.pt and the device "
+        "allows, else torch), onnx or torch.",
+        autocompletion=lambda incomplete: _prefix(("auto", "onnx", "torch"), incomplete),
+    ),
+]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print machine-readable JSON on stdout, on one line.")
 ]

@@ -18,6 +18,7 @@ from hashcli import __version__
 from hashcli.cli import data as data_cmd
 from hashcli.cli import encode as encode_cmd
 from hashcli.cli import eval as eval_cmd
+from hashcli.cli import export as export_cmd
 from hashcli.cli import index as index_cmd
 from hashcli.cli import query as query_cmd
 from hashcli.cli import runs as runs_cmd
@@ -77,6 +78,7 @@ app.command("encode")(encode_cmd.encode_command)
 app.add_typer(index_cmd.app, name="index")
 app.command("query")(query_cmd.query_command)
 app.command("eval")(eval_cmd.eval_command)
+app.command("export")(export_cmd.export_command)
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(data_cmd.app, name="data")
 

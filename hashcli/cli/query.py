@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from hashcli.cli._options import (
     DeviceOpt,
+    EngineOpt,
     ImagesArg,
     ListFileOpt,
     QuietOpt,
@@ -80,6 +81,7 @@ def query_command(
         ),
     ] = None,
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
     batch_size: Annotated[
         int, typer.Option("--batch-size", help="Query images encoded per batch.", min=1)
     ] = 64,
@@ -99,6 +101,11 @@ def query_command(
 
     --grid draws a contact sheet: frames are green/red (same class or not) when the query's
     class is known: its path is a database image, or one of the run's dataset images.
+
+    --engine auto encodes with ONNX Runtime when the run has a model.onnx exported from its
+    model.pt (training writes one; `hashret export` for older runs), which starts in a
+    fraction of torch's time; otherwise with torch, saying why on stderr when a model.onnx is
+    there but stale or unreadable.
 
     Examples:
 
@@ -133,8 +140,11 @@ def query_command(
         device=device,
         batch_size=batch_size,
         grid=grid,
+        engine=engine,
     )
     out = Output(quiet=quiet)
+    for note in report.notes:
+        out.warning(note)
     if json_output:
         out.json_lines(result.to_dict() for result in report.results)
     else:
@@ -197,7 +207,7 @@ def _summary(out: Output, report: QueryReport) -> None:
     out.say(
         f"Searched {n:,} {'query' if n == 1 else 'queries'} in {report.index} "
         f"({report.index_type}, {report.ntotal:,} codes of {report.bits} bits) on "
-        f"{report.device}: {parts}"
+        f"{report.device} ({report.engine}): {parts}"
     )
     if report.grid is not None:
         out.say(f"Wrote the contact sheet {report.grid}")

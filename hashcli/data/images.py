@@ -11,6 +11,11 @@ Conversions (none of them is an error):
   WHITE background, so a transparent pixel becomes white rather than whatever colour happens to
   be stored under alpha 0.
 
+Photos as cameras and phones write them: the EXIF orientation tag is applied first (Pillow's
+``ImageOps.exif_transpose``), so a photo stored turned with orientation 6 reads upright, as
+every viewer shows it, and gets the code of the upright file. A bounding box is in pixels of
+the upright image.
+
 A file that is missing, truncated, corrupt or not an image raises :class:`DataError` naming it.
 """
 
@@ -21,7 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hashcli.errors import DataError
 
@@ -50,7 +55,7 @@ def load_image(
     try:
         with Image.open(path) as image:
             image.load()
-            rgb = to_rgb(image)
+            rgb = to_rgb(upright(image))
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -60,6 +65,17 @@ def load_image(
     if box is not None:
         rgb = crop_to_box(rgb, box)
     return rgb
+
+
+#: The EXIF tag that says how the stored pixels are turned (1: as stored).
+_ORIENTATION = 0x0112
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation says (itself when there is nothing to do)."""
+    if image.getexif().get(_ORIENTATION, 1) in (0, 1):
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 def _reason(exc: BaseException) -> str:

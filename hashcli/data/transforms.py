@@ -13,15 +13,10 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# The same settings drive the numpy version of the eval transform (the ONNX engine's).
+from hashcli.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_size
 
-
-def resize_size(image_size: int) -> int:
-    """The shorter-side size images are resized to before cropping ``image_size`` pixels."""
-    if image_size < 1:
-        raise ValueError(f"image size must be positive, got {image_size}")
-    return round(image_size * 256 / 224)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "eval_transform", "resize_size", "train_transform"]
 
 
 def _to_normalised_tensor() -> list[v2.Transform]:

@@ -122,6 +122,7 @@ class QueryReport:
     timings: dict[str, float] = field(default_factory=dict)
     grid: Path | None = None
     notes: list[str] = field(default_factory=list)
+    engine: str = "torch"
 
 
 def _label_value(labels: np.ndarray | None, row: int) -> int | list[int] | None:
@@ -172,6 +173,23 @@ def _dataset_labels(
     return {q: by_path[absolute(q)] for q in inside if absolute(q) in by_path}
 
 
+def _encode_onnx(
+    encoder: Any, paths: Sequence[Path], batch_size: int, progress: ProgressFn | None
+) -> np.ndarray:
+    """Packed codes of the query images with the ONNX engine, in batches."""
+    from hashcli.data.images import load_image
+
+    codes = []
+    for start in range(0, len(paths), batch_size):
+        batch = [load_image(p) for p in paths[start : start + batch_size]]
+        codes.append(encoder.encode(batch))
+        if progress is not None:
+            progress(min(start + batch_size, len(paths)), len(paths))
+    if not codes:
+        return np.zeros((0, encoder.bits // 8), dtype=np.uint8)
+    return np.concatenate(codes)
+
+
 def _resolve_query_inputs(
     run: str | Path | None,
     checkpoint: str | Path | None,
@@ -208,6 +226,7 @@ def query_images(
     batch_size: int = DEFAULT_QUERY_BATCH_SIZE,
     grid: str | os.PathLike[str] | None = None,
     progress: ProgressFn | None = None,
+    engine: str = "auto",
 ) -> QueryReport:
     """Search an index with images; results with database paths, labels and class names.
 
@@ -225,6 +244,10 @@ def query_images(
     GpuIndexBinaryFlat, which returns at most 2,048 neighbours (more is an error).
 
     ``grid``: write a contact sheet there (:mod:`hashcli.render.contact_sheet`), atomically.
+
+    ``engine``: auto | onnx | torch (:func:`hashcli.workflows.export.choose_engine`): with
+    onnx the run's model.onnx encodes on ONNX Runtime and torch is never imported; auto falls
+    back to torch, with a note in the report, when model.onnx is missing, stale or unreadable.
 
     Errors (HashretError, nothing written): a missing, truncated or foreign index; an index of
     another bit count or model fingerprint than the model; an unreadable query image.
@@ -260,47 +283,61 @@ def query_images(
             f"{min(k, meta.ntotal)}; lower --top or use --device cpu"
         )
 
-    # torch and torchvision (transforms, backbones) timed on their own: the largest part of
-    # a cold start, which would otherwise show up as "model load".
-    mark = time.perf_counter()
-    import torch  # noqa: F401
-    import torchvision  # noqa: F401
+    from hashcli.workflows.export import choose_engine
 
-    import hashcli.model.backbones  # noqa: F401
-    from hashcli.data.inputs import records_for_paths
+    mark = time.perf_counter()
+    choice = choose_engine(engine, checkpoint_path, model_run, device)
+    notes = [choice.note] if choice.note else []
+    if choice.encoder is not None:
+        # ONNX Runtime: torch and torchvision are never imported
+        encoder = choice.encoder
+        timings["model"] = time.perf_counter() - mark
+        meta.check_compatible(encoder.bits, encoder.fingerprint)
+        bits, fingerprint, device_name = encoder.bits, encoder.fingerprint, encoder.device
+    else:
+        # torch and torchvision (transforms, backbones) timed on their own: the largest part
+        # of a cold start, which would otherwise show up as "model load".
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+
+        import hashcli.model.backbones  # noqa: F401
+        from hashcli.model.checkpoint import load_model
+        from hashcli.runtime.device import resolve_device
+
+        timings["imports"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        torch_device = resolve_device(device)
+        model = load_model(checkpoint_path, torch_device)
+        bits, fingerprint, device_name = model.bits, model.fingerprint(), str(torch_device)
+        meta.check_compatible(bits, fingerprint)
+        timings["model"] = time.perf_counter() - mark
     from hashcli.index.binary_index import BinaryIndex, faiss_threads
-    from hashcli.model.checkpoint import load_model
-    from hashcli.model.inference import encode_records
-    from hashcli.runtime.device import resolve_device
-
-    timings["imports"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    torch_device = resolve_device(device)
-    model = load_model(checkpoint_path, torch_device)
-    meta.check_compatible(model.bits, model.fingerprint())
-    timings["model"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
     with index_lock(index_path, reading=True):  # the index and its store as one writer left them
         meta = read_index_metadata(index_path)
         store_path, store = read_store(meta)
-        loaded = BinaryIndex.load(index_path, device=str(torch_device) if gpu_search else "cpu")
-    meta.check_compatible(model.bits, model.fingerprint())
+        loaded = BinaryIndex.load(index_path, device=device_name if gpu_search else "cpu")
+    meta.check_compatible(bits, fingerprint)
     timings["index"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    encoded = encode_records(
-        model,
-        records_for_paths(paths),
-        device=torch_device,
-        batch_size=batch_size,
-        progress=progress,
-    )
+    if choice.encoder is not None:
+        xq = _encode_onnx(choice.encoder, paths, batch_size, progress)
+    else:
+        from hashcli.data.inputs import records_for_paths
+        from hashcli.model.inference import encode_records
+
+        xq = encode_records(
+            model,
+            records_for_paths(paths),
+            device=torch_device,
+            batch_size=batch_size,
+            progress=progress,
+        ).codes
     timings["encode"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    xq = encoded.codes
     threads = 1 if len(xq) <= SINGLE_THREAD_MAX_QUERIES else None
     with faiss_threads(threads):
         if radius is not None:
@@ -354,8 +391,10 @@ def query_images(
         bits=loaded.bits,
         top=k,
         radius=radius,
-        device=str(torch_device),
+        device=device_name,
         timings=timings,
+        engine=choice.engine,
+        notes=notes,
     )
     if grid_path is not None:
         from hashcli.render.contact_sheet import write_contact_sheet

@@ -15,6 +15,7 @@ Run folder layout::
     codes/database.h5 train split encoded with the best model
     codes/queries.h5  test split encoded with the best model
     index/database.faiss (+ .json)  FAISS binary index over codes/database.h5
+    model.onnx        model.pt exported for ONNX Runtime (``hashret export``; the query engine)
     .lock             the run's writer lock (see below)
 
 A run folder is self-contained and relocatable: every path recorded inside it that points
@@ -58,6 +59,7 @@ DATABASE_CODES = "codes/database.h5"
 QUERY_CODES = "codes/queries.h5"
 INDEX_DIR = "index"
 INDEX_FILE = "index/database.faiss"
+ONNX_MODEL = "model.onnx"
 LOCK_FILE = ".lock"
 
 #: How long a writer waits for another writer of the same run before giving up (seconds).
@@ -296,6 +298,7 @@ class RunDir:
     database_codes = _RunFile(DATABASE_CODES)
     query_codes = _RunFile(QUERY_CODES)
     index_file = _RunFile(INDEX_FILE)
+    onnx_model = _RunFile(ONNX_MODEL)
 
     def exists(self) -> bool:
         return is_run_dir(self.path)

@@ -723,6 +723,7 @@ def _final_codes(model, run_dir, config, dataset, encoded_splits, obs):
         # `hashret query` works right after training: the flat (exact) index of the database.
         index = write_index(run.database_codes, run.index_file, "flat")
         obs.message(f"Wrote {run.index_file} (flat index, {index.ntotal} codes)")
+    _export_onnx(model, run, obs)
     if "database" not in encoded or "test" not in encoded:
         return None, None
     queries, database = encoded["test"], encoded["database"]
@@ -738,6 +739,23 @@ def _final_codes(model, run_dir, config, dataset, encoded_splits, obs):
         queries.codes, queries.labels, database.codes, database.labels, config.bits, unseen
     )
     return scores, figures
+
+
+def _export_onnx(model, run: runs.RunDir, obs: TrainObserver) -> None:
+    """model.onnx for the query engine (rank 0, the lock held); a model the exporter cannot
+    take is a note, not a failed run: queries then use torch."""
+    from hashcli.workflows.export import export_enabled
+
+    if not export_enabled():
+        return
+    from hashcli.model.export import export_onnx
+
+    try:
+        export_onnx(model, run.onnx_model)
+    except (HashretError, ImportError) as exc:
+        obs.message(f"{runs.ONNX_MODEL} not written ({exc}); `hashret query` will use torch")
+        return
+    obs.message(f"Wrote {run.onnx_model} (the query engine's model)")
 
 
 def _code_stats(encoded: tuple[list, EncodedImages] | None, bits: int) -> dict[str, Any] | None:

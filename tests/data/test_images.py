@@ -161,3 +161,48 @@ def test_find_unreadable_lists_only_the_bad_files(tmp_path):
     assert [p for p, _ in failures] == [paths[2], paths[4]]
     assert all(str(p) in reason for p, reason in failures)
     assert calls[-1] == (6, 6) and len(calls) == 6
+
+
+# EXIF orientation: the stored pixels of an upright picture U, and the tag that says how to turn
+# them back, written with numpy's rotations and flips (the EXIF 2.3 definitions of the tag).
+_STORED = {
+    1: lambda u: u,
+    2: lambda u: u[:, ::-1],  # mirrored left-right
+    3: lambda u: np.rot90(u, 2),
+    4: lambda u: u[::-1],  # mirrored top-bottom
+    6: lambda u: np.rot90(u, 1),  # stored turned a quarter anticlockwise: show it turned clockwise
+    8: lambda u: np.rot90(u, -1),
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(_STORED))
+def test_exif_orientation_is_applied(tmp_path, orientation):
+    upright = np.arange(5 * 3 * 3, dtype=np.uint8).reshape(5, 3, 3) * 5  # tall, all distinct
+    stored = np.ascontiguousarray(_STORED[orientation](upright))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.png"
+    Image.fromarray(stored).save(path, exif=exif)
+    got = np.asarray(load_image(path))
+    assert got.shape == upright.shape
+    assert np.array_equal(got, upright)
+
+
+def test_exif_orientation_of_a_turned_photo(tmp_path, cub25_root):
+    # A real photo saved as a phone would: pixels turned, orientation 6. It reads like the
+    # upright file (both JPEG at quality 95: equal up to compression noise), not turned.
+    photo = next((cub25_root / "CUB_200_2011" / "images").rglob("*.jpg"))
+    with Image.open(photo) as image:
+        upright = image.convert("RGB")
+    upright.save(tmp_path / "upright.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright.transpose(Image.Transpose.ROTATE_90).save(
+        tmp_path / "turned.jpg", quality=95, exif=exif
+    )
+    a = np.asarray(load_image(tmp_path / "upright.jpg"), dtype=np.float64)
+    b = np.asarray(load_image(tmp_path / "turned.jpg"), dtype=np.float64)
+    assert a.shape == b.shape
+    assert np.abs(a - b).mean() < 2.0
+    # without the tag the same pixels read turned (the test is not vacuous)
+    assert np.asarray(Image.open(tmp_path / "turned.jpg")).shape[:2] == a.shape[1::-1]

@@ -1,0 +1,139 @@
+"""Encode images with an exported model (:mod:`hashcli.model.export`) on ONNX Runtime.
+
+No torch or torchvision here: images are read with :func:`hashcli.data.images.load_image` and
+preprocessed by :mod:`hashcli.data.preprocess` (element for element the evaluation transform),
+then run by ONNX Runtime. A cold ``hashret query`` with this engine loads numpy, Pillow,
+onnxruntime, FAISS and h5py only.
+
+A missing, truncated or foreign file raises :class:`hashcli.errors.FormatError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hashcli.codes.bits import pack_binary
+from hashcli.data.preprocess import Preprocessing
+from hashcli.errors import FormatError
+
+INPUT_NAME = "images"
+
+
+@dataclass(frozen=True)
+class OnnxMetadata:
+    """hashret's metadata of an exported model."""
+
+    fingerprint: str
+    bits: int
+    backbone: str
+    preprocessing: Preprocessing
+
+
+def _metadata(path: Path, props: dict[str, str]) -> OnnxMetadata:
+    try:
+        return OnnxMetadata(
+            fingerprint=props["hashret.fingerprint"],
+            bits=int(props["hashret.bits"]),
+            backbone=props.get("hashret.backbone", "?"),
+            preprocessing=Preprocessing.from_dict(json.loads(props["hashret.preprocessing"])),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise FormatError(f"{path} is not a model exported by hashret ({exc})") from None
+
+
+class OnnxEncoder:
+    """An exported model in an ONNX Runtime session (CPU, or CUDA when asked and installed)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FormatError(f"no exported model at {self.path}")
+        providers = ["CPUExecutionProvider"]
+        if str(device).startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise FormatError(
+                    "ONNX Runtime has no CUDA provider here (install onnxruntime-gpu), so the "
+                    "onnx engine cannot run on cuda"
+                )
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise FormatError(f"cannot load the exported model {self.path}: {reason}") from None
+        props = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.metadata = _metadata(self.path, props)
+        self.device = "cuda" if providers[0].startswith("CUDA") else "cpu"
+
+    @property
+    def bits(self) -> int:
+        return self.metadata.bits
+
+    @property
+    def fingerprint(self) -> str:
+        return self.metadata.fingerprint
+
+    def outputs(self, images: Sequence[Any]) -> np.ndarray:
+        """float32 (N, bits) pre-sign outputs of RGB PIL images."""
+        batch = np.stack([self.metadata.preprocessing.array(image) for image in images])
+        return self.session.run(None, {INPUT_NAME: batch})[0]
+
+    def encode(self, images: Sequence[Any]) -> np.ndarray:
+        """uint8 (N, bits / 8) packed codes (bit = output >= 0), like the torch engine."""
+        return pack_binary(self.outputs(images) >= 0)
+
+
+def checkpoint_fingerprint(path: str | Path) -> str | None:
+    """The ``fingerprint`` a hashret checkpoint (``model.pt``) records, read without torch.
+
+    A checkpoint is a zip whose ``data.pkl`` holds the dict; it is unpickled with every class
+    replaced by an inert stand-in and every tensor by None, so nothing in the file runs and
+    only builtins come back (the weights are not read). None when the file is not a readable
+    checkpoint or records no fingerprint.
+    """
+    import collections
+    import pickle
+    import zipfile
+
+    class _Inert:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def __setstate__(self, state: object) -> None:
+            pass
+
+    def _inert(*args: object, **kwargs: object) -> None:
+        return None
+
+    class _Reader(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) == ("collections", "OrderedDict"):
+                return collections.OrderedDict
+            return _inert if name.startswith("_rebuild") else _Inert
+
+        def persistent_load(self, pid: object) -> None:
+            return None
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+            with archive.open(name) as data:
+                state = _Reader(data).load()
+    except (OSError, StopIteration, zipfile.BadZipFile, pickle.UnpicklingError, EOFError):
+        return None
+    except Exception:  # any other oddity of a foreign file: not a checkpoint we can read
+        return None
+    fingerprint = state.get("fingerprint") if isinstance(state, dict) else None
+    return fingerprint if isinstance(fingerprint, str) else None
