@@ -201,3 +201,18 @@ class Output:
                 progress.update(task, completed=done, total=total_now)
 
             yield update
+
+
+_FAST_EXIT = False
+
+
+def exit_fast() -> None:
+    """Ask :func:`hashcli.cli.app.main` to end the process with ``os._exit`` once the command
+    returns (its output flushed; no interpreter tear-down). Only for commands that have written
+    everything and hold nothing to clean up."""
+    global _FAST_EXIT
+    _FAST_EXIT = True
+
+
+def fast_exit_requested() -> bool:
+    return _FAST_EXIT

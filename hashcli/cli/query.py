@@ -17,7 +17,7 @@ from hashcli.cli._options import (
     RunOpt,
     WorkdirOpt,
 )
-from hashcli.cli._output import Output
+from hashcli.cli._output import Output, exit_fast
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -148,9 +148,23 @@ def query_command(
     if json_output:
         out.json_lines(result.to_dict() for result in report.results)
     else:
+        root = _common_folder(report)
         for number, result in enumerate(report.results, start=1):
-            out.table(_table(result, number, len(report.results), report))
+            out.table(_table(result, number, len(report.results), report, root))
     _summary(out, report)
+    exit_fast()  # everything is written; skip the interpreter's tear-down (see app.main)
+
+
+def _common_folder(report: QueryReport) -> str | None:
+    """The folder all shown database paths lie in (the table shows paths relative to it, so
+    that it fits an 80-column terminal; --json keeps the full paths)."""
+    import os
+
+    paths = [n.path for r in report.results for n in r.neighbours if n.path]
+    if not paths or not all(os.path.isabs(p) for p in paths):
+        return None
+    folder = os.path.commonpath([os.path.dirname(p) for p in paths])
+    return folder if folder not in ("", os.sep) else None
 
 
 def _fmt(value: object) -> str:
@@ -161,7 +175,11 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def _table(result: QueryResult, number: int, total: int, report: QueryReport) -> Table:
+def _table(
+    result: QueryResult, number: int, total: int, report: QueryReport, root: str | None
+) -> Table:
+    import os
+
     from rich.table import Table
 
     known = (
@@ -170,25 +188,33 @@ def _table(result: QueryResult, number: int, total: int, report: QueryReport) ->
         if result.label is not None
         else "class unknown"
     )
+    from rich import box
+
     table = Table(
         title=f"Query {number}/{total}: {escape(result.query)} ({known})",
         title_justify="left",
+        box=box.SIMPLE_HEAD,  # light rules: the columns fit an 80-column terminal
+        pad_edge=False,
     )
-    for name, justify in (("rank", "right"), ("distance", "right"), ("class", "left")):
-        table.add_column(name, justify=justify)
-    table.add_column("label", justify="right")
+    named = any(n.class_name is not None for n in result.neighbours)
+    table.add_column("#", justify="right")
+    table.add_column("dist", justify="right")
+    # the class name when the database has names, else its label (--json has both)
+    table.add_column("class" if named else "label", overflow="fold")
     table.add_column("path", overflow="fold")
     for n in result.neighbours:
         table.add_row(
             str(n.rank),
             str(n.distance),
-            escape(_fmt(n.class_name)),
-            _fmt(n.label),
-            escape(n.path or ""),
+            escape(_fmt(n.class_name) if named else _fmt(n.label)),
+            escape(os.path.relpath(n.path, root) if root and n.path else n.path or ""),
         )
     if not result.neighbours:
         where = f"within distance {report.radius}" if report.radius is not None else ""
         table.caption = f"no database item {where}".strip()
+    elif root is not None:
+        table.caption = f"paths under {escape(root)}"
+        table.caption_justify = "left"
     return table
 
 

@@ -73,7 +73,24 @@ def test_tables_on_stderr(fake, tmp_path):
     text = result.stderr
     assert "Query 1/3" in text and "Query 3/3" in text and "class unknown" in text
     assert "class owl, known from the database" in text
-    assert "rank" in text and "distance" in text and str(fake.db_paths[2]) in text
+    assert "dist" in text and "class" in text
+    # paths relative to the database's common folder, which the caption names: 80 columns
+    # suffice (--json keeps full paths)
+    folder = os.path.commonpath([str(p.parent) for p in fake.db_paths])
+    assert f"paths under {folder}" in " ".join(text.split())
+    rows = [line for line in text.splitlines() if line.endswith(".png") or ".png " in line]
+    relative = os.path.relpath(fake.db_paths[2], folder)
+    assert any(line.split()[-1] == relative for line in rows if line.split()[0].isdigit())
+
+
+def test_tables_fit_80_columns(fake, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = runner.invoke(app, ["query", str(fake.db_paths[2]), "--top", "8"])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    table = lines[1 : lines.index(next(x for x in lines if x.startswith("paths under")))]
+    assert table and max(len(line.rstrip()) for line in table) <= 80
+    assert all(len(row.split()) == 4 for row in table[3:] if row.strip())  # nothing folded
 
 
 def test_radius_is_not_capped_by_the_default_top(tmp_path, monkeypatch):
