@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -512,6 +512,83 @@ def read_codes(path: str | os.PathLike[str]) -> CodeFile:
         return _read_h5(path)
     except FormatError as exc:
         raise _where(path, exc) from None
+
+
+@dataclass(frozen=True)
+class StoreHeader:
+    """What a code file says about itself without reading its rows (see :func:`read_header`)."""
+
+    path: Path
+    bits: int
+    n: int
+    attrs: dict[str, Any]
+    has_labels: bool
+    has_paths: bool
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The ``class_names`` attribute, as :attr:`CodeFile.class_names` reads it."""
+        empty = np.zeros((0, code_bytes(self.bits)), np.uint8)
+        return CodeFile(empty, self.bits, attrs=self.attrs).class_names
+
+
+def read_header(path: str | os.PathLike[str]) -> StoreHeader:
+    """Bits, row count and attributes of a code file, checked, without reading any row (a
+    ``.npz`` file is read whole: it has no header)."""
+    path = Path(path)
+    _check_exists(path)
+    if path.suffix.lower() == NPZ_SUFFIX:
+        whole = read_codes(path)
+        return StoreHeader(
+            path, whole.bits, len(whole), whole.attrs, whole.labels is not None, bool(whole.paths)
+        )
+    try:
+        h5file, bits = _open_header(path)
+    except FormatError as exc:
+        raise _where(path, exc) from None
+    with h5file:
+        attrs = {
+            key: _scalar(value) for key, value in h5file.attrs.items() if key not in _RESERVED_ATTRS
+        }
+        header = StoreHeader(
+            path,
+            bits,
+            int(h5file["codes"].shape[0]),
+            {k: v for k, v in attrs.items() if isinstance(v, (str, int, float, bool))},
+            "labels" in h5file,
+            "paths" in h5file,
+        )
+    return header
+
+
+def read_rows(
+    path: str | os.PathLike[str], rows: Sequence[int]
+) -> tuple[list[str] | None, np.ndarray | None]:
+    """(paths, labels) of the given rows of a code file, in the order given (None when the
+    file has none); an HDF5 file reads only those rows, so that looking up the results of a
+    query costs the same for a thousand rows as for ten million."""
+    path = Path(path)
+    rows = np.asarray(rows, dtype=np.int64)
+    if path.suffix.lower() == NPZ_SUFFIX:
+        whole = read_codes(path)
+        paths = [whole.paths[r] for r in rows] if whole.paths else None
+        return paths, None if whole.labels is None else whole.labels[rows]
+    import h5py
+
+    unique, back = np.unique(rows, return_inverse=True)  # h5py reads increasing indices
+    with h5py.File(path, "r") as h5file:
+        paths = labels = None
+        if "paths" in h5file and len(unique):
+            read = h5file["paths"].asstr()[unique]
+            paths = [read[i] for i in back]
+        elif "paths" in h5file:
+            paths = []
+        if "labels" in h5file:
+            data = h5file["labels"]
+            read = data[unique] if len(unique) else np.zeros((0, *data.shape[1:]), data.dtype)
+            labels = read[back]
+            labels = labels.astype(np.bool_) if labels.ndim == 2 else labels.astype(np.int64)
+    return paths, labels
 
 
 def iter_code_blocks(path: str | os.PathLike[str], block_rows: int = 65536) -> Iterator[CodeBlock]:

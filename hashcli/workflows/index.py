@@ -53,7 +53,7 @@ from hashcli.workflows.runs import (
 )
 
 if TYPE_CHECKING:
-    from hashcli.codes.store import CodeFile
+    from hashcli.codes.store import CodeFile, StoreHeader
     from hashcli.index.binary_index import BinaryIndex
     from hashcli.index.metadata import IndexMetadata
 
@@ -145,21 +145,38 @@ def read_store(meta: IndexMetadata) -> tuple[Path, CodeFile]:
 
     store_path = find_code_store(meta)
     store = read_codes(store_path)
-    if store.bits != meta.bits or len(store) != meta.ntotal:
+    _check_store(meta, store_path, store.bits, len(store), store.attrs)
+    return store_path, store
+
+
+def read_store_header(meta: IndexMetadata) -> StoreHeader:
+    """:func:`read_store` without reading the rows: the header of the index's code store,
+    checked the same way (a query then reads only its results' rows with
+    :func:`hashcli.codes.store.read_rows`)."""
+    from hashcli.codes.store import read_header
+
+    header = read_header(find_code_store(meta))
+    _check_store(meta, header.path, header.bits, header.n, header.attrs)
+    return header
+
+
+def _check_store(
+    meta: IndexMetadata, store_path: Path, bits: int, n: int, attrs: dict[str, Any]
+) -> None:
+    if bits != meta.bits or n != meta.ntotal:
         raise HashretError(
             f"the index {meta.path} holds {meta.ntotal:,} codes of {meta.bits} bits but its "
-            f"code file {store_path} holds {len(store):,} of {store.bits} bits (changed since "
+            f"code file {store_path} holds {n:,} of {bits} bits (changed since "
             f"the index was built, or an interrupted `hashret index add`); rebuild the index "
             f"with `hashret index {store_path}`"
         )
-    fingerprint = store.attrs.get("model_fingerprint")
+    fingerprint = attrs.get("model_fingerprint")
     if meta.model_fingerprint and fingerprint and fingerprint != meta.model_fingerprint:
         raise HashretError(
             f"the index {meta.path} holds codes of the model {meta.model_fingerprint[:12]} but "
             f"its code file {store_path} was encoded by the model {str(fingerprint)[:12]}; "
             f"rebuild the index with `hashret index {store_path}`"
         )
-    return store_path, store
 
 
 def missing_index(path: Path, run: RunDir | None) -> HashretError:

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hashcli.errors import HashretError
-from hashcli.workflows.index import index_lock, missing_index, read_store
+from hashcli.workflows.index import index_lock, missing_index, read_store_header
 from hashcli.workflows.runs import RunDir, absolute, is_under
 
 if TYPE_CHECKING:
-    from hashcli.codes.store import CodeFile
+    from hashcli.codes.store import StoreHeader
 
 #: Results per query when neither ``top`` nor ``radius`` is given.
 DEFAULT_TOP = 20
@@ -143,7 +143,7 @@ def _name_of(label: int | list[int] | None, names: list[str] | None) -> str | li
 
 
 def _dataset_labels(
-    run_dir: Path | None, store: CodeFile, queries: Sequence[Path]
+    run_dir: Path | None, store: StoreHeader, queries: Sequence[Path]
 ) -> dict[Path, int]:
     """Labels of the queries that are images of the run's dataset (any split), by path.
 
@@ -316,8 +316,11 @@ def query_images(
     mark = time.perf_counter()
     with index_lock(index_path, reading=True):  # the index and its store as one writer left them
         meta = read_index_metadata(index_path)
-        store_path, store = read_store(meta)
-        loaded = BinaryIndex.load(index_path, device=device_name if gpu_search else "cpu")
+        store = read_store_header(meta)
+        store_path = store.path
+        loaded = BinaryIndex.load(
+            index_path, device=device_name if gpu_search else "cpu", mmap=True
+        )
     meta.check_compatible(bits, fingerprint)
     timings["index"] = time.perf_counter() - mark
 
@@ -347,11 +350,26 @@ def query_images(
             found = [result.neighbours(q) for q in range(len(xq))]
     timings["search"] = time.perf_counter() - mark
 
+    # Only the rows the results name are read from the code store (its header was checked
+    # with the index): at ten million rows, reading every path and label took longer than the
+    # rest of the query. A query that is itself a database image is found among its results
+    # (its own code is at distance 0), else by the run's dataset.
+    from hashcli.codes.store import read_rows
+
     names = store.class_names
-    db_paths = store.paths or []
+    result_rows = sorted({int(row) for _, rows in found for row in rows})
+    row_paths, row_labels = read_rows(store_path, result_rows)
+    position = {row: i for i, row in enumerate(result_rows)}
+
+    def path_of(row: int) -> str | None:
+        return (row_paths[position[row]] or None) if row_paths else None
+
+    def label_of(row: int) -> int | list[int] | None:
+        return _label_value(row_labels, position[row]) if row_labels is not None else None
+
     by_path: dict[Path, int] = {}
-    for row, p in enumerate(db_paths):
-        if p:
+    for row in result_rows:
+        if (p := path_of(row)) is not None:
             by_path.setdefault(absolute(Path(p)), row)
     from_dataset = _dataset_labels(
         model_run or index_run, store, [q for q in paths if absolute(q) not in by_path]
@@ -363,17 +381,17 @@ def query_images(
             Neighbour(
                 rank=rank,
                 row=int(row),
-                path=(db_paths[row] or None) if db_paths else None,
-                label=(label := _label_value(store.labels, int(row))),
+                path=path_of(int(row)),
+                label=(label := label_of(int(row))),
                 class_name=_name_of(label, names),
                 distance=int(dist),
             )
             for rank, (dist, row) in enumerate(zip(distances, rows, strict=True), start=1)
         ]
         qr = QueryResult(str(query_path), xq[q].copy(), neighbours)
-        row = by_path.get(absolute(query_path))
-        if row is not None and store.labels is not None:
-            qr.label, qr.label_source = _label_value(store.labels, row), "database"
+        own = by_path.get(absolute(query_path))
+        if own is not None and row_labels is not None and own in {n.row for n in neighbours}:
+            qr.label, qr.label_source = label_of(own), "database"
         elif query_path in from_dataset:
             qr.label, qr.label_source = from_dataset[query_path], "dataset"
         if qr.label is None:

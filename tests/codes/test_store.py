@@ -222,3 +222,23 @@ def test_npz_errors(tmp_path, entries, message):
     np.savez(tmp_path / "c.npz", **entries)
     with pytest.raises(FormatError, match=message):
         read_codes(tmp_path / "c.npz")
+
+
+@pytest.mark.parametrize("multi", [False, True])
+@pytest.mark.parametrize("suffix", [".h5", ".npz"])
+def test_header_and_chosen_rows_match_the_whole_file(tmp_path, multi, suffix):
+    original = _codes(multi=multi)
+    if suffix == ".npz":
+        path = tmp_path / "codes.npz"
+        np.savez(path, codes=original.codes, bits=12, labels=original.labels, paths=original.paths)
+    else:
+        path = write_codes(tmp_path / "codes.h5", original)
+    whole = read_codes(path)
+    header = store.read_header(path)
+    assert (header.bits, header.n, header.has_labels, header.has_paths) == (12, 30, True, True)
+    assert header.attrs == whole.attrs
+    rows = [7, 3, 29, 3, 0]  # any order, repeats allowed
+    paths, labels = store.read_rows(path, rows)
+    assert paths == [whole.paths[r] for r in rows]
+    assert np.array_equal(labels, whole.labels[rows]) and labels.dtype == whole.labels.dtype
+    assert store.read_rows(path, [])[0] == []

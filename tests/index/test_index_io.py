@@ -67,6 +67,30 @@ def test_round_trip_gives_same_results_and_metadata(tmp_path, rng, index_type, p
     assert record["created"] and record["data_bytes"] == path.stat().st_size
 
 
+@pytest.mark.parametrize("index_type", ["flat", "ivf"])
+def test_memory_mapped_load(tmp_path, rng, index_type):
+    # A reader's load (mmap=True, flat codes mapped from the file): the same results as a
+    # plain load, and still after a writer replaces the file (the mapping keeps the old one).
+    xb = random_codes(rng, 800, 48)
+    xq = np.concatenate([xb[:3], random_codes(rng, 3, 48)])
+    params = {"nlist": 8, "nprobe": 8} if index_type == "ivf" else None
+    index = BinaryIndex.build(xb, 48, index_type, params=params)
+    path = index.save(tmp_path / "index.faiss")
+    plain = BinaryIndex.load(path)
+    mapped = BinaryIndex.load(path, mmap=True)
+    index.add(random_codes(rng, 5, 48))
+    index.save(path)
+    for got, expected in ((mapped.search(xq, 12), plain.search(xq, 12)),):
+        np.testing.assert_array_equal(got.rows, expected.rows)
+        np.testing.assert_array_equal(got.distances, expected.distances)
+    for (d, r), (de, re) in zip(
+        mapped.range_search(xq, 20), plain.range_search(xq, 20), strict=True
+    ):
+        np.testing.assert_array_equal(r, re)
+        np.testing.assert_array_equal(d, de)
+    assert mapped.ntotal == 800 and BinaryIndex.load(path, mmap=True).ntotal == 805
+
+
 def test_metadata_records_source_and_reads_without_faiss(saved):
     path, _ = saved
     meta = read_index_metadata(path)
