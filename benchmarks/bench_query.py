@@ -66,13 +66,13 @@ def trained_digits_run(folder: Path) -> Path:
 
 
 def query_image(run: Path) -> Path:
-    """An image of the run's database (its code file records the paths)."""
-    import h5py
+    """The first test image of the run's dataset (a photo the database does not hold)."""
+    from hashcli.data import load_dataset
+    from hashcli.workflows.runs import RunDir
 
-    with h5py.File(run / "codes" / "database.h5", "r") as f:
-        first = f["paths"][0]
-    path = Path(first.decode() if isinstance(first, bytes) else first)
-    return path if path.is_absolute() else (run / "codes" / path).resolve()
+    train = RunDir(run).train_config()
+    dataset = load_dataset(train.dataset, train.data_root, val_fraction=train.val_fraction)
+    return Path(next(r.path for r in dataset.records if r.split == "test"))
 
 
 def agreement(run: Path) -> str:
