@@ -14,6 +14,7 @@ from hashcli.cli._options import (
     DATASET_NAMES,
     DataRootOpt,
     DeviceOpt,
+    EngineOpt,
     ImagesArg,
     JsonOpt,
     ListFileOpt,
@@ -101,6 +102,7 @@ def encode_command(
         ),
     ] = None,
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "torch",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 128,
     workers: Annotated[
         int | None,
@@ -124,6 +126,10 @@ def encode_command(
     and the model's fingerprint, so later steps can refuse codes from another model. The
     file is written atomically: nothing is written when an image cannot be read (unless
     --skip-bad-images) or anything else fails.
+
+    --engine onnx (or auto) encodes image files with the run's model.onnx on ONNX Runtime,
+    torch never imported, the same codes; the default, torch, decodes in parallel worker
+    processes and runs on GPUs, which large jobs want. Dataset splits always use torch.
 
     Examples:
 
@@ -178,6 +184,7 @@ def encode_command(
             workdir=workdir,
             out=out_path,
             device=device,
+            engine=engine,
             batch_size=batch_size,
             workers=workers,
             skip_bad_images=skip_bad_images,

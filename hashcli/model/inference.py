@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,39 +19,27 @@ import torch
 from hashcli.codes.bits import pack_binary
 from hashcli.data.records import ImageRecord
 from hashcli.errors import HashretError
+from hashcli.model.encoded import (
+    DEFAULT_BATCH_SIZE,
+    EncodedImages,
+    ProgressFn,
+    check_loader_settings,
+)
 from hashcli.model.hashnet import HashNet
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "EncodedImages",
+    "ProgressFn",
+    "check_loader_settings",
+    "default_encode_workers",
+    "encode_records",
+    "encode_records_sharded",
+    "split_eval_transform",
+]
 
 if TYPE_CHECKING:
     from hashcli.runtime.distributed import Distributed
-
-#: progress(done_images, total_images)
-ProgressFn = Callable[[int, int], None]
-
-DEFAULT_BATCH_SIZE = 128
-
-
-@dataclass
-class EncodedImages:
-    """Codes of the images that could be read, in input order.
-
-    ``codes`` uint8 (N, bits/8) packed most-significant bit first (bit = output >= 0);
-    ``rows`` int64 (N,) positions of the encoded images in the input; ``labels`` int64 (N,),
-    or bool (N, C) multi-hot;
-    ``bad_paths`` the inputs skipped as unreadable (``skip_bad_images``); ``seconds`` wall time
-    of the whole pass (worker start-up included); ``workers`` the decoding processes used.
-    """
-
-    codes: np.ndarray
-    rows: np.ndarray
-    labels: np.ndarray
-    bits: int
-    bad_paths: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    workers: int = 0
-
-    @property
-    def images_per_second(self) -> float:
-        return len(self.rows) / self.seconds if self.seconds > 0 else 0.0
 
 
 def default_encode_workers(device: torch.device) -> int:
@@ -89,14 +76,6 @@ def split_eval_transform(
     per_image = v2.Compose([*steps[:cut], v2.PILToTensor()])
     rest = steps[cut + 1 :]
     return per_image, (v2.Compose(rest) if rest else None)
-
-
-def check_loader_settings(batch_size: int, workers: int | None) -> None:
-    """HashretError for a batch size below 1 or a negative worker count (None: automatic)."""
-    if batch_size < 1:
-        raise HashretError(f"the batch size must be at least 1, got {batch_size}")
-    if workers is not None and workers < 0:
-        raise HashretError(f"the number of workers must be 0 or more, got {workers}")
 
 
 def encode_records(

@@ -11,7 +11,7 @@ A missing, truncated or foreign file raises :class:`hashcli.errors.FormatError` 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import numpy as np
 from hashcli.codes.bits import pack_binary
 from hashcli.data.preprocess import Preprocessing
 from hashcli.errors import FormatError
+from hashcli.model.encoded import EncodedImages
 
 INPUT_NAME = "images"
 
@@ -81,9 +82,18 @@ class OnnxEncoder:
     def bits(self) -> int:
         return self.metadata.bits
 
-    @property
     def fingerprint(self) -> str:
+        """The exported model's ``HashNet.fingerprint()`` (the same call as on a HashNet)."""
         return self.metadata.fingerprint
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """What a code file records of the model (as ``HashNet.config`` has it)."""
+        return {
+            "backbone": self.metadata.backbone,
+            "image_size": self.metadata.preprocessing.image_size,
+            "bits": self.bits,
+        }
 
     def outputs(self, images: Sequence[Any]) -> np.ndarray:
         """float32 (N, bits) pre-sign outputs of RGB PIL images."""
@@ -93,6 +103,53 @@ class OnnxEncoder:
     def encode(self, images: Sequence[Any]) -> np.ndarray:
         """uint8 (N, bits / 8) packed codes (bit = output >= 0), like the torch engine."""
         return pack_binary(self.outputs(images) >= 0)
+
+    def encode_records(
+        self,
+        records: Sequence[Any],
+        *,
+        batch_size: int = 64,
+        skip_bad_images: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> EncodedImages:
+        """Codes of image records (their files, upright, cropped to their boxes when
+        ``crop_to_box``), decoded in this process, as :func:`hashcli.model.inference.
+        encode_records` returns them. DataError for an unreadable image unless
+        ``skip_bad_images``."""
+        import time
+
+        from hashcli.data.images import load_image
+        from hashcli.errors import DataError
+
+        started = time.perf_counter()
+        codes, rows, bad = [], [], []
+        if progress is not None:
+            progress(0, len(records))
+        for start in range(0, len(records), batch_size):
+            images = []
+            for i, record in enumerate(records[start : start + batch_size], start=start):
+                try:
+                    images.append(load_image(record.path))
+                except DataError:
+                    if not skip_bad_images:
+                        raise
+                    bad.append(str(record.path))
+                    continue
+                rows.append(i)
+            if images:
+                codes.append(self.encode(images))
+            if progress is not None:
+                progress(min(start + batch_size, len(records)), len(records))
+        width = -(-self.bits // 8)
+        return EncodedImages(
+            codes=np.concatenate(codes) if codes else np.zeros((0, width), np.uint8),
+            rows=np.asarray(rows, dtype=np.int64),
+            labels=np.asarray([records[i].label for i in rows], dtype=np.int64),
+            bits=self.bits,
+            bad_paths=bad,
+            seconds=time.perf_counter() - started,
+            workers=0,
+        )
 
 
 def checkpoint_fingerprint(path: str | Path) -> str | None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from hashcli.data.records import ImageRecord
     from hashcli.model.hashnet import HashNet
     from hashcli.model.inference import EncodedImages
+    from hashcli.model.onnx_engine import OnnxEncoder
     from hashcli.workflows.runs import RunDir
 
 #: ``dataset`` attribute of a code file made from loose image files.
@@ -32,7 +33,7 @@ def write_code_file(
     encoded: EncodedImages,
     records: Sequence[ImageRecord],
     *,
-    model: HashNet,
+    model: HashNet | OnnxEncoder,
     dataset: str,
     split: str | None,
     class_names: Sequence[str] | None,

@@ -15,18 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 from hashcli.data.records import ImageRecord
 from hashcli.errors import DataError, HashretError
-from hashcli.model.inference import (
+
+# torch-free: with the ONNX engine this workflow never imports torch (the torch engine's
+# functions, hashcli.model.inference, load inside encode_to_file)
+from hashcli.model.encoded import (
     DEFAULT_BATCH_SIZE,
     EncodedImages,
     ProgressFn,
     check_loader_settings,
-    encode_records,
-    encode_records_sharded,
 )
 from hashcli.workflows.artefacts import LOOSE_IMAGES
 
 if TYPE_CHECKING:
     from hashcli.model.hashnet import HashNet
+    from hashcli.model.onnx_engine import OnnxEncoder
     from hashcli.runtime.distributed import Distributed
 
 #: The splits ``encode_to_file`` accepts; "all" is every record of the dataset, in reader order.
@@ -203,6 +205,7 @@ def encode_to_file(
     workers: int | None = None,
     skip_bad_images: bool = False,
     progress: ProgressFn | None = None,
+    engine: str = "torch",
 ) -> EncodeSummary:
     """Encode a dataset split or loose images with a trained model into one code file.
 
@@ -233,15 +236,54 @@ def encode_to_file(
     file, equal row for row to a single-process encode (apart from ``created``); the other
     processes write nothing. Every process returns rank 0's summary, or raises the same error.
     The inputs and the checkpoint must be readable by every process (a shared filesystem).
+
+    ``engine``: torch (the default: parallel decoding, GPUs, torchrun), or for loose images
+    onnx / auto as ``hashret query`` takes them (the run's model.onnx on ONNX Runtime, decoded
+    in this process, torch never imported; the same codes). Dataset splits always use torch.
     """
-    from hashcli.model.checkpoint import load_model
-    from hashcli.runtime.distributed import distributed_session
     from hashcli.workflows.runs import resolve_checkpoint
 
     images = list(images)
     list_path = Path(list_file).expanduser() if list_file is not None else None
     _check_mode(images, list_path, dataset, split)
     check_loader_settings(batch_size, workers)  # before the model loads
+    if engine != "torch":
+        from hashcli.workflows.export import choose_engine
+
+        if dataset is not None:
+            if engine == "onnx":
+                raise HashretError(
+                    "--engine onnx encodes image files; dataset splits use torch (their boxes, "
+                    "labels, workers and GPUs)"
+                )
+        else:
+            checkpoint_path, run_dir = resolve_checkpoint(run, checkpoint, workdir)
+            choice = choose_engine(engine, checkpoint_path, run_dir, device)
+            if choice.encoder is not None:
+                target = _output_path(out, run_dir, dataset, split)
+                inputs = _image_inputs(images, list_path)
+                encoded = choice.encoder.encode_records(
+                    inputs.records,
+                    batch_size=batch_size,
+                    skip_bad_images=skip_bad_images,
+                    progress=progress,
+                )
+                summary = _write_code_file(
+                    target,
+                    choice.encoder,
+                    inputs,
+                    encoded,
+                    checkpoint_path,
+                    run_dir,
+                    choice.encoder.device,
+                    batch_size,
+                )
+                summary.warnings.extend([choice.note] if choice.note else [])
+                return summary
+    from hashcli.model.checkpoint import load_model
+    from hashcli.model.inference import encode_records, encode_records_sharded
+    from hashcli.runtime.distributed import distributed_session
+
     with distributed_session(device) as dist:  # torchrun: one shard per process, one file
         torch_device = dist.device
         checkpoint_path, run_dir = resolve_checkpoint(run, checkpoint, workdir)
@@ -305,7 +347,7 @@ def _check_same_inputs(dist: Distributed, records: Sequence[ImageRecord]) -> Non
 
 def _write_code_file(
     target: Path,
-    model: HashNet,
+    model: HashNet | OnnxEncoder,
     inputs: _Inputs,
     encoded: EncodedImages,
     checkpoint_path: Path,

@@ -115,7 +115,7 @@ def choose_engine(engine: str, checkpoint: Path, run_dir: Path | None, device: s
         if engine == "onnx":
             raise
         return EngineChoice("torch", note=f"{exc}; encoding with torch")
-    exported, current = encoder.fingerprint, checkpoint_fingerprint(checkpoint)
+    exported, current = encoder.fingerprint(), checkpoint_fingerprint(checkpoint)
     if exported != current:
         problem = (
             f"{path} is stale: it was exported from the model {exported[:12]}, and "

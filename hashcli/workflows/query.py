@@ -292,8 +292,8 @@ def query_images(
         # ONNX Runtime: torch and torchvision are never imported
         encoder = choice.encoder
         timings["model"] = time.perf_counter() - mark
-        meta.check_compatible(encoder.bits, encoder.fingerprint)
-        bits, fingerprint, device_name = encoder.bits, encoder.fingerprint, encoder.device
+        meta.check_compatible(encoder.bits, encoder.fingerprint())
+        bits, fingerprint, device_name = encoder.bits, encoder.fingerprint(), encoder.device
     else:
         # torch and torchvision (transforms, backbones) timed on their own: the largest part
         # of a cold start, which would otherwise show up as "model load".

@@ -62,3 +62,24 @@ def test_console_script_query_imports_no_torch(fake):
     assert "onnxruntime" in imported and "faiss" in imported
     assert not {m for m in imported if m.split(".")[0] in ("torch", "torchvision")}
     assert json.loads(out.stdout)["results"]
+
+
+def test_encode_image_files_with_either_engine(fake, tmp_path):
+    from hashcli.codes import read_codes
+
+    assert runner.invoke(app, ["export", "-q"]).exit_code == 0
+    files = [str(fake.photos[0]), str(fake.db_paths[2]), str(fake.test_paths[0])]
+    written = {}
+    for engine in ("onnx", "torch"):
+        out = tmp_path / f"{engine}.h5"
+        result = runner.invoke(app, ["encode", *files, "--out", str(out), "--engine", engine])
+        assert result.exit_code == 0, result.output
+        written[engine] = read_codes(out)
+    onnx, torch_file = written["onnx"], written["torch"]
+    assert (onnx.codes == torch_file.codes).all() and onnx.paths == torch_file.paths
+    for key in ("model_fingerprint", "backbone", "image_size", "dataset", "run", "checkpoint"):
+        assert onnx.attrs[key] == torch_file.attrs[key]
+    dataset = runner.invoke(
+        app, ["encode", "--dataset", "digits", "--split", "test", "--engine", "onnx"]
+    )
+    assert dataset.exit_code == 1 and "dataset splits use torch" in dataset.stderr

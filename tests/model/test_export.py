@@ -18,7 +18,7 @@ CASES = [("tiny", 32), ("resnet18", 64), ("resnet34", 64), ("resnet50", 64), ("v
 def _check(model, tmp_path, name):
     path = export_onnx(model, tmp_path / f"{name}.onnx")
     encoder = OnnxEncoder(path)
-    assert encoder.fingerprint == model.fingerprint() and encoder.bits == model.bits
+    assert encoder.fingerprint() == model.fingerprint() and encoder.bits == model.bits
     size = model.config["image_size"]
     images = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -36,7 +36,7 @@ def test_export_writes_metadata_and_the_same_outputs(fake):
     result = export_model()
     assert result.path == fake.run_dir / "model.onnx"
     encoder = OnnxEncoder(result.path)
-    assert encoder.fingerprint == fake.model.fingerprint() == result.fingerprint
+    assert encoder.fingerprint() == fake.model.fingerprint() == result.fingerprint
     assert encoder.bits == fake.model.bits
     # model.pt's fingerprint read without torch equals the one torch's loader sees
     assert checkpoint_fingerprint(fake.run_dir / "model.pt") == fake.model.fingerprint()
@@ -120,6 +120,6 @@ def test_training_exports_the_best_model(tmp_path, monkeypatch):
     config = TrainConfig(dataset="digits", backbone="tiny", bits=16, epochs=1)
     result = train(config, workdir=tmp_path / "runs", run="onnx")
     path = Path(result.run_dir) / "model.onnx"
-    assert OnnxEncoder(path).fingerprint == checkpoint_fingerprint(
+    assert OnnxEncoder(path).fingerprint() == checkpoint_fingerprint(
         Path(result.run_dir) / "model.pt"
     )
