@@ -113,13 +113,58 @@ def test_onnx_query_imports_no_torch(fake):
 
 
 def test_training_exports_the_best_model(tmp_path, monkeypatch):
+    # A real digits run: model.onnx written at the end, and both engines give every test and
+    # database image the same code.
     monkeypatch.setenv("HASHRET_EXPORT_ONNX", "1")
+    from hashcli.codes import read_codes
+    from hashcli.data.images import load_image
     from hashcli.train.config import TrainConfig
     from hashcli.workflows.train import train
 
     config = TrainConfig(dataset="digits", backbone="tiny", bits=16, epochs=1)
     result = train(config, workdir=tmp_path / "runs", run="onnx")
-    path = Path(result.run_dir) / "model.onnx"
-    assert OnnxEncoder(path).fingerprint() == checkpoint_fingerprint(
-        Path(result.run_dir) / "model.pt"
-    )
+    run_dir = Path(result.run_dir)
+    encoder = OnnxEncoder(run_dir / "model.onnx")
+    assert encoder.fingerprint() == checkpoint_fingerprint(run_dir / "model.pt")
+    for name in ("queries.h5", "database.h5"):
+        written = read_codes(run_dir / "codes" / name)  # the torch engine's codes
+        images = [load_image(p) for p in written.paths]
+        assert np.array_equal(encoder.encode(images), written.codes), name
+
+
+def test_engines_agree_on_real_photos(tmp_path, cub25_root):
+    # Real CUB photos of every size and aspect, through a resnet18 (untrained: the engines are
+    # compared, not the model): the same code for each.
+    from hashcli.data.images import load_image
+    from hashcli.data.transforms import eval_transform
+    from hashcli.model.export import export_onnx
+    from hashcli.model.factory import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", 48, pretrained=False, image_size=64).eval()
+    encoder = OnnxEncoder(export_onnx(model, tmp_path / "m.onnx"))
+    photos = sorted((cub25_root / "CUB_200_2011" / "images").rglob("*.jpg"))[::25][:40]
+    images = [load_image(p) for p in photos]
+    with torch.no_grad():
+        batch = torch.stack([eval_transform(64)(i) for i in images])
+        reference = model(batch).numpy()
+    outputs = encoder.outputs(images)
+    assert np.abs(outputs - reference).max() < 1e-4
+    assert np.array_equal(outputs >= 0, reference >= 0)
+
+
+def test_a_turned_photo_finds_what_the_upright_one_finds(fake, tmp_path):
+    # A database image stored turned a quarter with EXIF orientation 6 (as phones write
+    # photos): the same code and the same results as the upright file.
+    from PIL import Image
+
+    upright = fake.db_paths[5]
+    with Image.open(upright) as image:
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        turned = tmp_path / "turned.png"
+        image.convert("RGB").transpose(Image.Transpose.ROTATE_90).save(turned, exif=exif)
+    report = query_images([str(upright), str(turned)], top=3, engine="torch")
+    a, b = report.results
+    assert a.code.tobytes() == b.code.tobytes()
+    assert [n.row for n in a.neighbours] == [n.row for n in b.neighbours]
