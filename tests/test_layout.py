@@ -1,8 +1,8 @@
 """The package layout: every package only points down (imports read from the source with ast,
 typing-only imports included, so that a wrong-way dependency cannot hide behind a lazy import).
 
-Layers, top first: cli > workflows > {train, render} > {model, index, metrics} > {data, codes}
-> {runtime} > the shared modules (errors, fileio, paths).
+Layers, top first: cli > server > workflows > {train, render} > {model, index, metrics}
+> {data, codes} > {runtime} > the shared modules (errors, fileio, paths).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ ALLOWED = {
         "codes",
         "runtime",
         "render",
+        "server",
     },
+    "server": {"workflows", "data"},
     "workflows": {"train", "render", "model", "index", "metrics", "data", "codes", "runtime"},
     "train": {"model", "data", "codes", "runtime"},
     "render": {"data", "metrics"},

@@ -23,6 +23,7 @@ from hashcli.cli import export as export_cmd
 from hashcli.cli import index as index_cmd
 from hashcli.cli import query as query_cmd
 from hashcli.cli import runs as runs_cmd
+from hashcli.cli import serve as serve_cmd
 from hashcli.cli import train as train_cmd
 from hashcli.cli._output import Output
 from hashcli.errors import HashretError
@@ -80,6 +81,7 @@ app.add_typer(index_cmd.app, name="index")
 app.command("query")(query_cmd.query_command)
 app.command("eval")(eval_cmd.eval_command)
 app.command("export")(export_cmd.export_command)
+app.command("serve")(serve_cmd.serve_command)
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(data_cmd.app, name="data")
 

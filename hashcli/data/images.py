@@ -78,6 +78,25 @@ def upright(image: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
+def decode_image(data: bytes, name: str = "upload") -> Image.Image:
+    """:func:`load_image` for bytes in memory (an upload): upright, 8-bit RGB. DataError naming
+    ``name`` for anything that is not a decodable image, and for a decompression bomb (more
+    pixels than Pillow's ``Image.MAX_IMAGE_PIXELS``, where Pillow would only warn)."""
+    import io
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                return to_rgb(upright(image))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"cannot read image {name}: too many pixels ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read image {name}: {_reason(exc)}") from None
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, UnidentifiedImageError):
         return "not an image file (or a format Pillow cannot decode)"

@@ -29,6 +29,7 @@ from hashcli.workflows.retrieval import (
     Neighbour,
     QueryResult,
     Retriever,
+    resolve_inputs,
 )
 from hashcli.workflows.runs import RunDir
 
@@ -72,28 +73,6 @@ class QueryReport:
     grid: Path | None = None
     notes: list[str] = field(default_factory=list)
     engine: str = "torch"
-
-
-def _resolve_query_inputs(
-    run: str | Path | None,
-    checkpoint: str | Path | None,
-    index: str | os.PathLike[str] | None,
-    workdir: str | Path | None,
-) -> tuple[Path, Path | None, Path, Path | None]:
-    """(checkpoint, its run folder, index path, the run folder the index belongs to)."""
-    from hashcli.workflows.runs import INDEX_FILE, resolve_checkpoint
-
-    if run is not None and checkpoint is not None:
-        raise HashretError("give --run or --checkpoint, not both")
-    checkpoint_path, run_dir = resolve_checkpoint(run, checkpoint, workdir)
-    if index is not None:
-        return checkpoint_path, run_dir, Path(index).expanduser(), None
-    if run_dir is None:
-        raise HashretError(
-            f"the checkpoint {checkpoint_path} is not in a run folder: name the index to "
-            "search with --index (build one with `hashret index CODES`)"
-        )
-    return checkpoint_path, run_dir, run_dir / INDEX_FILE, run_dir
 
 
 def query_images(
@@ -153,7 +132,7 @@ def query_images(
     k = top if top is not None else (None if radius is not None else DEFAULT_TOP)
 
     paths = expand_image_inputs(images, Path(list_file).expanduser() if list_file else None)
-    checkpoint_path, model_run, index_path, index_run = _resolve_query_inputs(
+    checkpoint_path, model_run, index_path, index_run = resolve_inputs(
         run, checkpoint, index, workdir
     )
     if not index_path.exists():

@@ -10,6 +10,7 @@ reads the rows its results name. No typer or rich; torch loads only for the torc
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -153,6 +154,53 @@ def _encode_onnx(
     if not codes:
         return np.zeros((0, encoder.bits // 8), dtype=np.uint8)
     return np.concatenate(codes)
+
+
+def resolve_inputs(
+    run: str | Path | None,
+    checkpoint: str | Path | None,
+    index: str | os.PathLike[str] | None,
+    workdir: str | Path | None,
+) -> tuple[Path, Path | None, Path, Path | None]:
+    """(checkpoint, its run folder, index path, the run folder the index belongs to)."""
+    from hashcli.workflows.runs import INDEX_FILE, resolve_checkpoint
+
+    if run is not None and checkpoint is not None:
+        raise HashretError("give --run or --checkpoint, not both")
+    checkpoint_path, run_dir = resolve_checkpoint(run, checkpoint, workdir)
+    if index is not None:
+        return checkpoint_path, run_dir, Path(index).expanduser(), None
+    if run_dir is None:
+        raise HashretError(
+            f"the checkpoint {checkpoint_path} is not in a run folder: name the index to "
+            "search with --index (build one with `hashret index CODES`)"
+        )
+    return checkpoint_path, run_dir, run_dir / INDEX_FILE, run_dir
+
+
+def open_retriever(
+    run: str | Path | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    index: str | os.PathLike[str] | None = None,
+    workdir: str | Path | None = None,
+    device: str = "auto",
+    engine: str = "auto",
+) -> tuple[Retriever, str | None]:
+    """A :class:`Retriever` of ``run`` (or ``checkpoint`` and ``index``) and the run's name, as
+    ``hashret query`` resolves them; HashretError for a missing index."""
+    from hashcli.workflows.index import missing_index
+
+    checkpoint_path, model_run, index_path, index_run = resolve_inputs(
+        run, checkpoint, index, workdir
+    )
+    if not index_path.exists():
+        raise missing_index(index_path, RunDir(index_run) if index_run else None)
+    retriever = Retriever.open(
+        checkpoint_path, model_run, index_path, index_run, device=device, engine=engine
+    )
+    name = (model_run or index_run).name if (model_run or index_run) else None
+    return retriever, name
 
 
 class Retriever:

@@ -1,0 +1,105 @@
+"""Dynamic batching: concurrent searches that arrive within ``max_wait_ms`` of the first one
+are encoded in one forward pass (up to ``max_batch`` images) and searched with one FAISS call per
+(top, radius), as inference servers batch requests.
+
+A request's image is decoded before it is queued (a bad upload never reaches a batch), and the
+batch runs in one worker thread, so the event loop keeps accepting requests meanwhile; an error
+in a batch is given to each of its requests, and the next batch runs as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class _Request:
+    image: Any
+    name: str
+    top: int | None
+    radius: int | None
+    future: asyncio.Future
+
+
+class Batcher:
+    """Queue of searches served in batches by one background task (:meth:`start`)."""
+
+    def __init__(self, retriever: Any, *, max_batch: int = 32, max_wait_ms: float = 5.0) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be 0 or more, got {max_wait_ms}")
+        self.retriever = retriever
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self.batch_sizes: Counter[int] = Counter()  # how many batches of each size ran
+        self._queue: asyncio.Queue[_Request] | None = None
+        self._task: asyncio.Task | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hashret-batch")
+
+    def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._serve())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._pool.shutdown(wait=True)
+
+    async def search(self, image: Any, name: str, top: int | None, radius: int | None) -> Any:
+        """The :class:`hashcli.workflows.retrieval.QueryResult` of one decoded image."""
+        assert self._queue is not None, "Batcher.start() first"
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Request(image, name, top, radius, future))
+        return await future
+
+    async def _serve(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(batch) < self.max_batch:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), left))
+                except TimeoutError:
+                    break
+            self.batch_sizes[len(batch)] += 1
+            try:
+                results = await loop.run_in_executor(self._pool, self._run, batch)
+            except Exception as exc:  # every request of the batch gets the error, then go on
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                continue
+            for request, result in zip(batch, results, strict=True):
+                if not request.future.done():  # a client may have gone away
+                    request.future.set_result(result)
+
+    def _run(self, batch: list[_Request]) -> list[Any]:
+        """One forward pass for the whole batch, one search per (top, radius)."""
+        retriever = self.retriever
+        codes = retriever.encode_images([r.image for r in batch])
+        results: list[Any] = [None] * len(batch)
+        groups: dict[tuple[int | None, int | None], list[int]] = {}
+        for i, request in enumerate(batch):
+            groups.setdefault((request.top, request.radius), []).append(i)
+        for (top, radius), members in groups.items():
+            k = top if radius is None else None
+            group_codes = codes[members]
+            found = retriever.search(group_codes, k=k, radius=radius, top=top)
+            described = retriever.describe(group_codes, found, [batch[i].name for i in members])
+            for i, result in zip(members, described, strict=True):
+                results[i] = result
+        return results
