@@ -50,7 +50,6 @@ from hashcli.metrics.hamming import RankBlock, iter_rank_blocks
 from hashcli.metrics.kernels import HammingKernels
 from hashcli.metrics.ranking import (
     harmonic_numbers,
-    hashnet_ap_at_k,
     radius_counts,
     ranking_summary,
 )
@@ -286,7 +285,7 @@ def evaluate(
         ap_index_order[q] = np.concatenate([b.ap_index_order for b in blocks])
         for k in ks:
             at_k[k][:, q] = summary[f"ap@{k}"], summary[f"precision@{k}"], summary[f"recall@{k}"]
-            hashnet[k][0, q] = hashnet_ap_at_k(n, r, k, harmonic)
+            hashnet[k][0, q] = summary[f"hashnet@{k}"]
             hashnet[k][1, q] = np.concatenate([b.hashnet_index_order[k] for b in blocks])
         total = r.sum(axis=1)
         keep = total > 0

@@ -63,14 +63,16 @@ class _Cells:
         if np.any(r > n) or np.any(r < 0):
             raise ValueError("relevant counts must lie between 0 and the item counts")
         self.n_queries = len(n)
+        self.all_counts, self.relevant_counts = n, r  # dense, for the cut of the field's AP@k
+        self.cum_all, self.cum_relevant = np.cumsum(n, axis=1), np.cumsum(r, axis=1)
         self.total_relevant = r.sum(axis=1)
         self.database = n.sum(axis=1)
         self.query, self.distance = np.nonzero(r)
         distance = self.distance
         self.n = n[self.query, distance]
         self.r = r[self.query, distance]
-        self.closer = (np.cumsum(n, axis=1) - n)[self.query, distance]  # N_d
-        self.relevant_closer = (np.cumsum(r, axis=1) - r)[self.query, distance]  # R_d
+        self.closer = (self.cum_all - n)[self.query, distance]  # N_d
+        self.relevant_closer = (self.cum_relevant - r)[self.query, distance]  # R_d
 
     def per_query(self, values: np.ndarray) -> np.ndarray:
         return np.bincount(self.query, weights=values, minlength=self.n_queries)
@@ -197,7 +199,8 @@ def ranking_summary(
     """All of the above in one pass over the histograms (what the evaluator uses).
 
     Returns float64 (n_queries,) arrays under ``ap``, ``ap_pessimistic``, ``ap_optimistic``
-    and, for each k, ``ap@k``, ``precision@k``, ``recall@k``.
+    and, for each k, ``ap@k``, ``precision@k``, ``recall@k`` and the field's ``hashnet@k``
+    (:func:`hashnet_ap_at_k`).
     """
     cells = _Cells(all_counts, relevant_counts)
     h = _harmonic(harmonic, cells)
@@ -205,6 +208,7 @@ def ranking_summary(
     out["ap_pessimistic"], out["ap_optimistic"] = _bounds(cells, h)
     for k in ks:
         out[f"ap@{k}"], out[f"precision@{k}"], out[f"recall@{k}"] = _top_k(cells, k, h)
+        out[f"hashnet@{k}"] = _hashnet(cells, k, h)
     return out
 
 
@@ -242,25 +246,28 @@ def hashnet_ap_at_k(
         float64 (n_queries,): 0 for a query without a relevant item in its first k places
         (or at all): average over every query to get the field's mAP@k.
     """
-    from scipy.special import gammaln
-
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    n = np.asarray(all_counts, dtype=np.int64)
-    r = np.asarray(relevant_counts, dtype=np.int64)
-    cells = _Cells(n, r)
-    h = _harmonic(harmonic, cells)
+    cells = _Cells(all_counts, relevant_counts)
+    return _hashnet(cells, k, _harmonic(harmonic, cells), max_pairs=max_pairs)
+
+
+def _hashnet(cells: _Cells, k: int, h: np.ndarray, *, max_pairs: int = 1 << 22) -> np.ndarray:
+    """:func:`hashnet_ap_at_k` on prepared cells."""
+    from scipy.special import gammaln
+
+    n, r = cells.all_counts, cells.relevant_counts
     nq = len(n)
     out = np.zeros(nq)
     if nq == 0:
         return out
     cut = np.minimum(k, n.sum(axis=1))
-    cum = np.cumsum(n, axis=1)
+    cum = cells.cum_all
     group = np.argmax(cum >= cut[:, None], axis=1)  # the tie group holding place k'
     rows = np.arange(nq)
     g_n, g_r = n[rows, group], r[rows, group]
     g_closer = cum[rows, group] - g_n
-    g_relevant_closer = (np.cumsum(r, axis=1) - r)[rows, group]
+    g_relevant_closer = (cells.cum_relevant - r)[rows, group]
     taken = cut - g_closer  # t >= 1 places of the group (t = 0 only for an empty database)
     # S: whole groups closer than the cut group, each in its closed form.
     full = np.where(cells.distance < group[cells.query], cells.n, 0)
