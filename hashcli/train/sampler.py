@@ -64,10 +64,6 @@ class PKSampler(Sampler[list[int]]):
                 f"P x K sampling needs P >= 2 classes (for negatives) and K >= 2 images per "
                 f"class (for positives), got P={p}, K={k}"
             )
-        if seed < 0:
-            raise HashretError(f"the sampler seed must be >= 0, got {seed}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise HashretError(f"need 0 <= rank < world_size, got rank={rank}, {world_size=}")
         classes, inverse = np.unique(labels, return_inverse=True)
         if len(classes) < p:
             raise HashretError(
@@ -76,12 +72,31 @@ class PKSampler(Sampler[list[int]]):
         order = np.argsort(inverse, kind="stable")
         bounds = np.cumsum(np.bincount(inverse))[:-1]
         self._class_indices: list[np.ndarray] = np.split(order, bounds)
+        digest = hashlib.sha256(labels.astype(np.int64).tobytes()).hexdigest()[:16]
+        self._setup(p, k, len(labels), digest, seed=seed, rank=rank, world_size=world_size)
+
+    def _setup(
+        self,
+        p: int,
+        k: int,
+        num_samples: int,
+        labels_digest: str,
+        *,
+        seed: int,
+        rank: int,
+        world_size: int,
+    ) -> None:
+        """The checks and the position state every batch sampler here shares."""
+        if seed < 0:
+            raise HashretError(f"the sampler seed must be >= 0, got {seed}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise HashretError(f"need 0 <= rank < world_size, got rank={rank}, {world_size=}")
         self.p, self.k, self.seed = p, k, seed
         self.rank, self.world_size = rank, world_size
-        self.num_samples = len(labels)
-        self.labels_digest = hashlib.sha256(labels.astype(np.int64).tobytes()).hexdigest()[:16]
+        self.num_samples = num_samples
+        self.labels_digest = labels_digest
         #: Batches per rank per epoch.
-        self.num_batches = batches_per_epoch(self.num_samples, p, k, world_size)
+        self.num_batches = batches_per_epoch(num_samples, p, k, world_size)
         self.epoch = 0
         self._start = 0  # first batch of the next iteration (a resumed position)
         self._yielded = 0  # batches of this epoch handed out so far
@@ -202,19 +217,9 @@ class ShuffledBatchSampler(PKSampler):
     ) -> None:
         if n_items < 1 or batch_size < 1:
             raise HashretError(f"need items and a batch size, got {n_items=}, {batch_size=}")
-        if seed < 0:
-            raise HashretError(f"the sampler seed must be >= 0, got {seed}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise HashretError(f"need 0 <= rank < world_size, got rank={rank}, {world_size=}")
-        self.p, self.k, self.seed = min(batch_size, n_items), 1, seed
-        self.rank, self.world_size = rank, world_size
-        self.num_samples = n_items
-        self.labels_digest = "unlabelled"  # batches do not depend on the labels
-        self.num_batches = batches_per_epoch(n_items, self.p, 1, world_size)
-        self.epoch = 0
-        self._start = 0
-        self._yielded = 0
-        self._cache = None
+        # batches do not depend on the labels: no digest of them
+        p = min(batch_size, n_items)
+        self._setup(p, 1, n_items, "unlabelled", seed=seed, rank=rank, world_size=world_size)
 
     def _make_batches(self, rng: np.random.Generator, count: int) -> list[np.ndarray]:
         batches: list[np.ndarray] = []
