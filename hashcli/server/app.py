@@ -5,7 +5,14 @@ Endpoints (JSON; errors are ``{"error": "..."}`` with a 4xx status):
 
 * ``GET /api/health``: ``{"status": "ok", "run", "bits", "n_database", "engine", "device"}``;
 * ``POST /api/search?top=K[&radius=R]``, multipart field ``image``: exactly the object one
-  ``hashret query --json`` line gives for that image, ``query`` being the upload's file name.
+  ``hashret query --json`` line gives for that image, ``query`` being the upload's file name
+  (its own ``label`` and ``class`` are null: an upload has no path to recognise it by);
+* ``POST /api/items``, multipart ``image`` and optional form fields ``class`` (a class name of
+  the database) or ``label`` (an integer): the image joins the database as ``hashret index
+  add`` adds codes (under the index's writer lock, atomically; the file kept in the run's
+  ``uploads/``); 201 ``{"row": N}``, searchable at once and after a restart;
+* ``GET /api/items/{row}/thumbnail``: a small JPEG of database row ``row`` (only database rows:
+  no path from a request reaches the file system).
 
 With a token every ``/api`` call needs ``Authorization: Bearer TOKEN`` (401 otherwise). An
 upload over the size limit is refused with 413 before it is decoded; an undecodable image or a
@@ -18,9 +25,9 @@ import hmac
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from hashcli.data.images import decode_image
 from hashcli.errors import DataError, HashretError
@@ -77,6 +84,7 @@ def create_app(
 
     @app.get("/api/health", dependencies=guarded)
     async def health() -> dict[str, Any]:
+        await batcher.call(retriever.refresh)  # rows added by anyone since
         return {
             "status": "ok",
             "run": run_name,
@@ -94,14 +102,7 @@ def create_app(
         radius: Annotated[int | None, Query(ge=0)] = None,
     ) -> dict[str, Any]:
         name = image.filename or "upload"
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes + 4096:
-            raise HTTPException(413, f"upload over {max_upload_bytes:,} bytes")
-        data = await image.read(max_upload_bytes + 1)
-        if len(data) > max_upload_bytes:
-            raise HTTPException(413, f"upload over {max_upload_bytes:,} bytes")
-        if not data:
-            raise HTTPException(400, f"{name} is empty")
+        data = await _read_upload(request, image, name)
         try:
             decoded = decode_image(data, name)
         except DataError as exc:
@@ -113,4 +114,87 @@ def create_app(
             raise HTTPException(400, str(exc)) from None
         return result.to_dict()
 
+    @app.post("/api/items", dependencies=guarded, status_code=201)
+    async def add_item(
+        request: Request,
+        image: Annotated[UploadFile, File()],
+        class_name: Annotated[str | None, Form(alias="class")] = None,
+        label: Annotated[int | None, Form(ge=0)] = None,
+    ) -> dict[str, int]:
+        name = image.filename or "upload"
+        data = await _read_upload(request, image, name)
+        try:
+            decoded = decode_image(data, name)
+        except DataError as exc:
+            raise HTTPException(400, str(exc)) from None
+        if class_name is not None:
+            names = retriever.store.class_names or []
+            if class_name not in names:
+                raise HTTPException(400, f"unknown class {class_name!r}")
+            if label is not None and label != names.index(class_name):
+                raise HTTPException(400, f"class {class_name!r} is label {names.index(class_name)}")
+            label = names.index(class_name)
+        suffix = "." + (image_extension(data) or "jpg")
+        try:
+            row = await batcher.call(retriever.add_item, data, decoded, suffix=suffix, label=label)
+        except HashretError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return {"row": row}
+
+    @app.get("/api/items/{row}/thumbnail", dependencies=guarded)
+    async def thumbnail(row: int) -> Response:
+        return Response(await batcher.call(_thumbnail, retriever, row), media_type="image/jpeg")
+
+    async def _read_upload(request: Request, image: UploadFile, name: str) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes + 4096:
+            raise HTTPException(413, f"upload over {max_upload_bytes:,} bytes")
+        data = await image.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            raise HTTPException(413, f"upload over {max_upload_bytes:,} bytes")
+        if not data:
+            raise HTTPException(400, f"{name} is empty")
+        return data
+
     return app
+
+
+#: Longest side of a thumbnail, pixels.
+THUMBNAIL_SIZE = 160
+
+
+def _thumbnail(retriever: Any, row: int) -> bytes:
+    """JPEG bytes of database row ``row``'s image (404 when there is no such row or file)."""
+    import io
+
+    from hashcli.codes.store import read_rows
+    from hashcli.data.images import load_image
+
+    retriever.refresh()
+    if not 0 <= row < retriever.index.ntotal:
+        raise HTTPException(404, f"no database row {row}")
+    paths, _ = read_rows(retriever.store.path, [row])
+    if not paths or not paths[0]:
+        raise HTTPException(404, f"database row {row} records no image")
+    try:
+        image = load_image(paths[0])
+    except DataError:
+        raise HTTPException(404, f"the image of database row {row} cannot be read") from None
+    image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def image_extension(data: bytes) -> str | None:
+    """The file extension of an image's bytes, from Pillow's format name (jpeg -> jpg)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = (image.format or "").lower()
+    except Exception:
+        return None
+    return {"jpeg": "jpg"}.get(fmt, fmt) or None

@@ -87,9 +87,16 @@ class Batcher:
                 if not request.future.done():  # a client may have gone away
                     request.future.set_result(result)
 
+    async def call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``function`` in the batch thread, between batches (the model and index are
+        used by one thread at a time)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: function(*args, **kwargs))
+
     def _run(self, batch: list[_Request]) -> list[Any]:
         """One forward pass for the whole batch, one search per (top, radius)."""
         retriever = self.retriever
+        retriever.refresh()  # rows added since by `hashret index add` are searchable
         codes = retriever.encode_images([r.image for r in batch])
         results: list[Any] = [None] * len(batch)
         groups: dict[tuple[int | None, int | None], list[int]] = {}

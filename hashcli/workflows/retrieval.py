@@ -238,6 +238,8 @@ class Retriever:
         timings = timings if timings is not None else {}
         self = cls()
         self.run_dir = model_run or index_run
+        self.index_path = index_path
+        self.gpu_search = gpu_search
         meta = read_index_metadata(index_path)
         mark = time.perf_counter()
         choice = choose_engine(engine, checkpoint, model_run, device)
@@ -277,6 +279,73 @@ class Retriever:
         meta.check_compatible(self.bits, self.fingerprint)
         timings["index"] = time.perf_counter() - mark
         return self
+
+    def refresh(self) -> bool:
+        """Reload the index and the store header if another writer (``hashret index add``, an
+        addition through the server) changed them since; whether it did. A stat and a small
+        JSON read when nothing changed."""
+        from hashcli.index.binary_index import BinaryIndex
+        from hashcli.index.metadata import read_index_metadata
+
+        meta = read_index_metadata(self.index_path)
+        if meta.ntotal == self.index.ntotal and meta.data_bytes == self._data_bytes():
+            return False
+        with index_lock(self.index_path, reading=True):
+            meta = read_index_metadata(self.index_path)
+            store = read_store_header(meta)
+            index = BinaryIndex.load(
+                self.index_path, device=self.device if self.gpu_search else "cpu", mmap=True
+            )
+        meta.check_compatible(self.bits, self.fingerprint)
+        self.store, self.index = store, index
+        return True
+
+    def _data_bytes(self) -> int | None:
+        try:
+            return self.index_path.stat().st_size
+        except OSError:
+            return None
+
+    def add_item(self, data: bytes, image: Any, *, suffix: str, label: int | None) -> int:
+        """Add an uploaded image to the database: the file kept as ``uploads/<sha256>`` beside
+        the index (the run's folder), its code appended to the index and the code store as
+        ``hashret index add`` appends (under the index's writer lock, so that additions from
+        anywhere all land, each atomically); returns its row, searchable at once."""
+        import hashlib
+
+        from hashcli.codes.store import CodeFile, write_codes
+        from hashcli.fileio import atomic_path
+        from hashcli.workflows.index import add_to_index
+
+        if label is not None and self.store.has_labels and self._multi_label():
+            raise HashretError("the database is multi-label: add items without a label")
+        digest = hashlib.sha256(data).hexdigest()[:20]
+        uploads = (self.run_dir or self.index_path.parent) / "uploads"
+        image_path = uploads / f"{digest}{suffix.lower()}"
+        if not image_path.exists():
+            with atomic_path(image_path) as tmp:
+                tmp.write_bytes(data)
+        codes = self.encode_images([image])
+        item = CodeFile(
+            codes=codes,
+            bits=self.bits,
+            labels=np.asarray([-1 if label is None else label], dtype=np.int64),
+            paths=[str(absolute(image_path))],
+            attrs={"model_fingerprint": self.fingerprint, "dataset": "images", "split": "upload"},
+        )
+        code_path = uploads / f"{digest}-{time.time_ns()}.h5"
+        write_codes(code_path, item)
+        added = add_to_index(code_path, index=self.index_path)
+        self.refresh()
+        return added.rows.start
+
+    def _multi_label(self) -> bool:
+        import h5py
+
+        if self.store.path.suffix.lower() == ".npz":
+            return False
+        with h5py.File(self.store.path, "r") as f:
+            return "labels" in f and f["labels"].ndim == 2
 
     def encode_paths(
         self, paths: Sequence[Path], *, batch_size: int = 64, progress: ProgressFn | None = None

@@ -115,3 +115,65 @@ def test_token_required_when_set(fake):
         assert ok.status_code == 200
         search = client.post("/api/search", files=_upload(fake.photos[0]))
         assert search.status_code == 401
+
+
+def test_added_item_is_found_at_once_and_after_a_restart(fake, tmp_path):
+    from hashcli.codes import read_codes
+
+    photo = tmp_path / "new.png"
+    Image.fromarray((np_random(7) * 255).astype("uint8")).save(photo)
+    with _client() as client:
+        added = client.post("/api/items", files=_upload(photo), data={"class": "owl"})
+        assert added.status_code == 201, added.text
+        row = added.json()["row"]
+        assert row == len(fake.db_paths)
+        hit = client.post("/api/search?top=1", files=_upload(photo)).json()["results"][0]
+        assert (hit["row"], hit["distance"], hit["class"]) == (row, 0, "owl")
+        thumb = client.get(f"/api/items/{row}/thumbnail")
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        assert max(Image.open(io.BytesIO(thumb.content)).size) <= 160
+        assert client.get(f"/api/items/{row + 1}/thumbnail").status_code == 404
+        bad_class = client.post("/api/items", files=_upload(photo), data={"class": "emu"})
+        assert bad_class.status_code == 400 and "emu" in bad_class.json()["error"]
+    store = read_codes(fake.run_dir / "codes" / "database.h5")
+    assert len(store) == row + 1 and store.labels[row] == 2  # owl
+    with _client() as client:  # a restart: the new row is still there
+        hit = client.post("/api/search?top=1", files=_upload(photo)).json()["results"][0]
+        assert (hit["row"], hit["distance"]) == (row, 0)
+
+
+def test_additions_from_the_server_and_the_cli_all_land(fake, tmp_path):
+    from hashcli.workflows.encode import encode_to_file
+    from hashcli.workflows.index import add_to_index
+
+    photos = []
+    for i in range(4):
+        photos.append(tmp_path / f"p{i}.png")
+        Image.fromarray((np_random(20 + i) * 255).astype("uint8")).save(photos[-1])
+    codes = encode_to_file([str(p) for p in photos[2:]], out=tmp_path / "cli.h5")
+    with _client() as client:
+        results = {}
+
+        def server_add(i):
+            results[i] = client.post("/api/items", files=_upload(photos[i])).json()["row"]
+
+        threads = [threading.Thread(target=server_add, args=(i,)) for i in (0, 1)]
+        threads.append(threading.Thread(target=lambda: add_to_index(codes.out)))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        health = client.get("/api/health").json()
+        for i in (0, 1, 2, 3):  # all four searchable, at distance 0
+            hit = client.post("/api/search?top=1", files=_upload(photos[i])).json()["results"][0]
+            assert hit["distance"] == 0 and hit["row"] >= len(fake.db_paths)
+    assert len(set(results.values())) == 2
+    assert health["n_database"] == len(fake.db_paths) + 4
+    with _client() as client:  # and after a restart
+        assert client.get("/api/health").json()["n_database"] == len(fake.db_paths) + 4
+
+
+def np_random(seed):
+    import numpy as np
+
+    return np.random.default_rng(seed).random((24, 20, 3))
