@@ -7,6 +7,8 @@ Endpoints (JSON; errors are ``{"error": "..."}`` with a 4xx status):
 * ``POST /api/search?top=K[&radius=R]``, multipart field ``image``: exactly the object one
   ``hashret query --json`` line gives for that image, ``query`` being the upload's file name
   (its own ``label`` and ``class`` are null: an upload has no path to recognise it by);
+* ``POST /api/search?row=N[&top=K]`` without an image: search with database row N's code (the
+  page's "more like this");
 * ``POST /api/items``, multipart ``image`` and optional form fields ``class`` (a class name of
   the database) or ``label`` (an integer): the image joins the database as ``hashret index
   add`` adds codes (under the index's writer lock, atomically; the file kept in the run's
@@ -27,7 +29,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from hashcli.data.images import decode_image
 from hashcli.errors import DataError, HashretError
@@ -97,22 +99,35 @@ def create_app(
     @app.post("/api/search", dependencies=guarded)
     async def search(
         request: Request,
-        image: Annotated[UploadFile, File()],
+        image: Annotated[UploadFile | None, File()] = None,
         top: Annotated[int | None, Query(ge=1)] = None,
         radius: Annotated[int | None, Query(ge=0)] = None,
+        row: Annotated[int | None, Query(ge=0)] = None,
     ) -> dict[str, Any]:
-        name = image.filename or "upload"
-        data = await _read_upload(request, image, name)
-        try:
-            decoded = decode_image(data, name)
-        except DataError as exc:
-            raise HTTPException(400, str(exc)) from None
+        if (image is None) == (row is None):
+            raise HTTPException(422, "send an image, or a database row to search with")
+        if image is not None:
+            name = image.filename or "upload"
+            data = await _read_upload(request, image, name)
+            try:
+                decoded: Any = decode_image(data, name)
+            except DataError as exc:
+                raise HTTPException(400, str(exc)) from None
+        else:
+            await batcher.call(retriever.refresh)
+            if row >= retriever.index.ntotal:
+                raise HTTPException(404, f"no database row {row}")
+            name, decoded = f"row {row}", int(row)
         k = top if top is not None else (None if radius is not None else DEFAULT_TOP)
         try:
             result = await batcher.search(decoded, name, k, radius)
         except HashretError as exc:
             raise HTTPException(400, str(exc)) from None
         return result.to_dict()
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(_page())
 
     @app.post("/api/items", dependencies=guarded, status_code=201)
     async def add_item(
@@ -157,6 +172,12 @@ def create_app(
         return data
 
     return app
+
+
+def _page() -> str:
+    from importlib.resources import files
+
+    return files("hashcli.server").joinpath("page.html").read_text(encoding="utf-8")
 
 
 #: Longest side of a thumbnail, pixels.

@@ -15,10 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 
 @dataclass
 class _Request:
-    image: Any
+    image: Any  # a decoded image, or the int row of a database item to search with
     name: str
     top: int | None
     radius: int | None
@@ -97,7 +99,13 @@ class Batcher:
         """One forward pass for the whole batch, one search per (top, radius)."""
         retriever = self.retriever
         retriever.refresh()  # rows added since by `hashret index add` are searchable
-        codes = retriever.encode_images([r.image for r in batch])
+        images = [i for i, r in enumerate(batch) if not isinstance(r.image, int)]
+        rows = [i for i, r in enumerate(batch) if isinstance(r.image, int)]
+        codes = np.zeros((len(batch), -(-retriever.bits // 8)), dtype=np.uint8)
+        if images:  # one forward pass for every image of the batch
+            codes[images] = retriever.encode_images([batch[i].image for i in images])
+        if rows:
+            codes[rows] = retriever.row_codes([batch[i].image for i in rows])
         results: list[Any] = [None] * len(batch)
         groups: dict[tuple[int | None, int | None], list[int]] = {}
         for i, request in enumerate(batch):

@@ -339,6 +339,19 @@ class Retriever:
         self.refresh()
         return added.rows.start
 
+    def row_codes(self, rows: Sequence[int]) -> np.ndarray:
+        """uint8 (len(rows), bits / 8): the stored codes of database rows (to search with)."""
+        from hashcli.codes.store import read_codes
+
+        if self.store.path.suffix.lower() == ".npz":
+            return read_codes(self.store.path).codes[list(rows)]
+        import h5py
+
+        order = np.asarray(rows, dtype=np.int64)
+        unique, back = np.unique(order, return_inverse=True)
+        with h5py.File(self.store.path, "r") as f:
+            return f["codes"][unique][back]
+
     def _multi_label(self) -> bool:
         import h5py
 

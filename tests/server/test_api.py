@@ -177,3 +177,17 @@ def np_random(seed):
     import numpy as np
 
     return np.random.default_rng(seed).random((24, 20, 3))
+
+
+def test_page_and_search_by_row(fake):
+    with _client() as client:
+        page = client.get("/")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert "/api/search" in page.text and 'type="file"' in page.text
+        by_row = client.post("/api/search?row=4&top=3")
+        assert by_row.status_code == 200, by_row.text
+        hits = by_row.json()["results"]
+        # row 4 is a copy of row 1: both at distance 0, ties by row
+        assert [(h["row"], h["distance"]) for h in hits[:2]] == [(1, 0), (4, 0)]
+        assert client.post("/api/search?row=999").status_code == 404
+        assert client.post("/api/search").status_code == 422
