@@ -13,6 +13,7 @@ Endpoints (JSON; errors are ``{"error": "..."}`` with a 4xx status):
   the database) or ``label`` (an integer): the image joins the database as ``hashret index
   add`` adds codes (under the index's writer lock, atomically; the file kept in the run's
   ``uploads/``); 201 ``{"row": N}``, searchable at once and after a restart;
+* ``GET /api/stats``: ``{"batch_sizes": {size: batches}}``;
 * ``GET /api/items/{row}/thumbnail``: a small JPEG of database row ``row`` (only database rows:
   no path from a request reaches the file system).
 
@@ -95,6 +96,11 @@ def create_app(
             "engine": retriever.engine,
             "device": retriever.device,
         }
+
+    @app.get("/api/stats", dependencies=guarded)
+    async def stats() -> dict[str, Any]:
+        """How many batches of each size ran (what dynamic batching achieved)."""
+        return {"batch_sizes": {str(k): v for k, v in sorted(batcher.batch_sizes.items())}}
 
     @app.post("/api/search", dependencies=guarded)
     async def search(

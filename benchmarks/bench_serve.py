@@ -1,0 +1,195 @@
+"""`hashret serve` under load, on 127.0.0.1 only, bounded in requests and time.
+
+    python benchmarks/bench_serve.py --run runs/cub-48       # a trained run
+    python benchmarks/bench_serve.py                         # trains a tiny digits run first
+    python benchmarks/bench_serve.py --clients 8 --requests 300
+
+Starts `hashret serve` on a free local port, then: (1) one client, searches one after another:
+p50 latency, beside a cold `hashret query IMAGE --top 20` process (median of 3), target at
+least 20x faster; (2) ``--clients`` concurrent clients, ``--requests`` searches each: zero
+errors, p50 / p99 latency, throughput, the batch sizes the server reached (/api/stats); beside
+(3) the same images encoded and searched offline in this process in batches of
+``--max-batch`` with the same engine: throughput under load should be at least 0.7x of it.
+Markdown on stdout, progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from _common import load_average, log
+from bench_query import query_image, trained_digits_run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_images(run: Path, count: int) -> list[Path]:
+    from hashcli.data import load_dataset
+    from hashcli.workflows.runs import RunDir
+
+    train = RunDir(run).train_config()
+    dataset = load_dataset(train.dataset, train.data_root, val_fraction=train.val_fraction)
+    paths = [Path(r.path) for r in dataset.records if r.split == "test"]
+    return paths[:count]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    import httpx
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="a trained run folder (default: train one)")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=200, help="searches per client")
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--engine", default="auto")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run = args.run.resolve() if args.run else trained_digits_run(Path(tmp))
+        images = test_images(run, 64)
+        payloads = [(p.name, p.read_bytes()) for p in images]
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "hashcli", "serve", "--run", str(run), "--port", str(port)]
+            + ["--engine", args.engine, "--max-batch", str(args.max_batch)]
+            + ["--max-wait-ms", str(args.max_wait_ms), "-q"],
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    health = httpx.get(f"{base}/api/health", timeout=2).json()
+                    break
+                except httpx.TransportError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit("the server did not start") from None
+                    time.sleep(0.3)
+            log(f"serving {health}")
+
+            def search(client: httpx.Client, payload: tuple[str, bytes]) -> float:
+                start = time.perf_counter()
+                response = client.post(f"{base}/api/search?top=20", files={"image": payload})
+                response.raise_for_status()
+                return time.perf_counter() - start
+
+            # (1) one client, sequential
+            with httpx.Client(timeout=60) as client:
+                for payload in payloads[:5]:
+                    search(client, payload)  # warm-up
+                single = [search(client, payloads[i % len(payloads)]) for i in range(100)]
+            cold = []
+            for _ in range(3):
+                start = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-m", "hashcli", "query", str(query_image(run))]
+                    + ["--run", str(run), "--top", "20", "--engine", args.engine, "-q"],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                cold.append(time.perf_counter() - start)
+            before = httpx.get(f"{base}/api/stats").json()["batch_sizes"]
+
+            # (2) concurrent clients
+            latencies: list[float] = []
+            errors: list[str] = []
+            lock = threading.Lock()
+
+            def worker(seed: int) -> None:
+                rng = random.Random(seed)
+                with httpx.Client(timeout=60) as client:
+                    for _ in range(args.requests):
+                        try:
+                            took = search(client, rng.choice(payloads))
+                        except Exception as exc:  # counted, not raised: zero is the target
+                            with lock:
+                                errors.append(repr(exc))
+                            continue
+                        with lock:
+                            latencies.append(took)
+
+            threads = [threading.Thread(target=worker, args=(i,)) for i in range(args.clients)]
+            start = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - start
+            after = httpx.get(f"{base}/api/stats").json()["batch_sizes"]
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        batches = {int(k): v - before.get(k, 0) for k, v in after.items()}
+        batches = {k: v for k, v in sorted(batches.items()) if v}
+
+        # (3) offline: the same images, encoded and searched in batches in this process
+        from hashcli.data.images import load_image
+        from hashcli.workflows.retrieval import open_retriever
+
+        retriever, _ = open_retriever(run, device="cpu", engine=args.engine)
+        decoded = [load_image(p) for p in images]
+        total = args.clients * args.requests
+        start = time.perf_counter()
+        done = 0
+        while done < total:
+            part = [
+                decoded[i % len(decoded)] for i in range(done, min(done + args.max_batch, total))
+            ]
+            codes = retriever.encode_images(part)
+            retriever.describe(codes, retriever.search(codes, k=20), ["x"] * len(part))
+            done += len(part)
+        offline = total / (time.perf_counter() - start)
+
+    served = len(latencies) / wall
+    p50_single, p50_cold = statistics.median(single), statistics.median(cold)
+    mean_batch = sum(k * v for k, v in batches.items()) / max(1, sum(batches.values()))
+    print(
+        f"hashret serve on {run.name} ({health['n_database']:,} codes, {health['bits']} bits, "
+        f"{health['engine']} on {health['device']}), --max-batch {args.max_batch} "
+        f"--max-wait-ms {args.max_wait_ms}; load average {load_average()}, "
+        f"{os.cpu_count()} CPUs\n"
+    )
+    print("| measure | value | baseline | ratio | target |")
+    print("| --- | --- | --- | --- | --- |")
+    print(
+        f"| one client, p50 latency (100 searches) | {1e3 * p50_single:.1f} ms | cold "
+        f"`hashret query` {p50_cold:.2f} s | {p50_cold / p50_single:.0f}x faster | >= 20x |"
+    )
+    print(f"| {args.clients} clients x {args.requests} searches: errors | {len(errors)} | | | 0 |")
+    print(
+        f"| latency p50 / p99 | {1e3 * statistics.median(latencies):.1f} / "
+        f"{1e3 * percentile(latencies, 0.99):.1f} ms | | | |"
+    )
+    print(
+        f"| throughput | {served:.1f} searches/s | offline batched encode + search "
+        f"{offline:.1f} images/s | {served / offline:.2f}x | >= 0.7x |"
+    )
+    print(f"| batch sizes reached (size: batches) | {batches} (mean {mean_batch:.1f}) | | | |")
+    if errors:
+        print(f"\nfirst error: {errors[0]}")
+
+
+if __name__ == "__main__":
+    main()
