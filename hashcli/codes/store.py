@@ -524,6 +524,7 @@ class StoreHeader:
     attrs: dict[str, Any]
     has_labels: bool
     has_paths: bool
+    multi_label: bool = False
 
     @property
     def class_names(self) -> list[str] | None:
@@ -540,7 +541,13 @@ def read_header(path: str | os.PathLike[str]) -> StoreHeader:
     if path.suffix.lower() == NPZ_SUFFIX:
         whole = read_codes(path)
         return StoreHeader(
-            path, whole.bits, len(whole), whole.attrs, whole.labels is not None, bool(whole.paths)
+            path,
+            whole.bits,
+            len(whole),
+            whole.attrs,
+            whole.labels is not None,
+            bool(whole.paths),
+            whole.multi_label,
         )
     try:
         h5file, bits = _open_header(path)
@@ -557,6 +564,7 @@ def read_header(path: str | os.PathLike[str]) -> StoreHeader:
             {k: v for k, v in attrs.items() if isinstance(v, (str, int, float, bool))},
             "labels" in h5file,
             "paths" in h5file,
+            "labels" in h5file and h5file["labels"].ndim == 2,
         )
     return header
 
@@ -589,6 +597,22 @@ def read_rows(
             labels = read[back]
             labels = labels.astype(np.bool_) if labels.ndim == 2 else labels.astype(np.int64)
     return paths, labels
+
+
+def read_row_codes(path: str | os.PathLike[str], rows: Sequence[int]) -> np.ndarray:
+    """uint8 (len(rows), bytes) codes of the given rows, in the order given (HDF5 reads only
+    those rows)."""
+    path = Path(path)
+    order = np.asarray(rows, dtype=np.int64)
+    if path.suffix.lower() == NPZ_SUFFIX:
+        return read_codes(path).codes[order]
+    import h5py
+
+    unique, back = np.unique(order, return_inverse=True)
+    with h5py.File(path, "r") as h5file:
+        data = h5file["codes"]
+        read = data[unique] if len(unique) else np.zeros((0, data.shape[1]), np.uint8)
+    return read[back]
 
 
 def iter_code_blocks(path: str | os.PathLike[str], block_rows: int = 65536) -> Iterator[CodeBlock]:

@@ -194,17 +194,17 @@ def _thumbnail(retriever: Any, row: int) -> bytes:
     """JPEG bytes of database row ``row``'s image (404 when there is no such row or file)."""
     import io
 
-    from hashcli.codes.store import read_rows
     from hashcli.data.images import load_image
 
     retriever.refresh()
-    if not 0 <= row < retriever.index.ntotal:
-        raise HTTPException(404, f"no database row {row}")
-    paths, _ = read_rows(retriever.store.path, [row])
-    if not paths or not paths[0]:
+    try:
+        path = retriever.row_path(row)
+    except IndexError:
+        raise HTTPException(404, f"no database row {row}") from None
+    if path is None:
         raise HTTPException(404, f"database row {row} records no image")
     try:
-        image = load_image(paths[0])
+        image = load_image(path)
     except DataError:
         raise HTTPException(404, f"the image of database row {row} cannot be read") from None
     image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))

@@ -317,7 +317,7 @@ class Retriever:
         from hashcli.fileio import atomic_path
         from hashcli.workflows.index import add_to_index
 
-        if label is not None and self.store.has_labels and self._multi_label():
+        if label is not None and self.store.multi_label:
             raise HashretError("the database is multi-label: add items without a label")
         digest = hashlib.sha256(data).hexdigest()[:20]
         uploads = (self.run_dir or self.index_path.parent) / "uploads"
@@ -341,24 +341,19 @@ class Retriever:
 
     def row_codes(self, rows: Sequence[int]) -> np.ndarray:
         """uint8 (len(rows), bits / 8): the stored codes of database rows (to search with)."""
-        from hashcli.codes.store import read_codes
+        from hashcli.codes.store import read_row_codes
 
-        if self.store.path.suffix.lower() == ".npz":
-            return read_codes(self.store.path).codes[list(rows)]
-        import h5py
+        return read_row_codes(self.store.path, rows)
 
-        order = np.asarray(rows, dtype=np.int64)
-        unique, back = np.unique(order, return_inverse=True)
-        with h5py.File(self.store.path, "r") as f:
-            return f["codes"][unique][back]
+    def row_path(self, row: int) -> str | None:
+        """The image path database row ``row`` records (None without one); IndexError for a
+        row the database does not have."""
+        from hashcli.codes.store import read_rows
 
-    def _multi_label(self) -> bool:
-        import h5py
-
-        if self.store.path.suffix.lower() == ".npz":
-            return False
-        with h5py.File(self.store.path, "r") as f:
-            return "labels" in f and f["labels"].ndim == 2
+        if not 0 <= row < self.index.ntotal:
+            raise IndexError(row)
+        paths, _ = read_rows(self.store.path, [row])
+        return paths[0] or None if paths else None
 
     def encode_paths(
         self, paths: Sequence[Path], *, batch_size: int = 64, progress: ProgressFn | None = None
