@@ -8,8 +8,9 @@ Starts `hashret serve` on a free local port, then: (1) one client, searches one 
 p50 latency, beside a cold `hashret query IMAGE --top 20` process (median of 3), target at
 least 20x faster; (2) ``--clients`` concurrent clients, ``--requests`` searches each: zero
 errors, p50 / p99 latency, throughput, the batch sizes the server reached (/api/stats); beside
-(3) the same images encoded and searched offline in this process in batches of
+(3) the same images decoded, encoded and searched offline in this process in batches of
 ``--max-batch`` with the same engine: throughput under load should be at least 0.7x of it.
+The clients run in this process, on the same cores as the server.
 Markdown on stdout, progress on stderr.
 """
 

@@ -29,6 +29,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -115,10 +116,7 @@ def create_app(
         if image is not None:
             name = image.filename or "upload"
             data = await _read_upload(request, image, name)
-            try:
-                decoded: Any = decode_image(data, name)
-            except DataError as exc:
-                raise HTTPException(400, str(exc)) from None
+            decoded: Any = await _decode(data, name)
         else:
             await batcher.call(retriever.refresh)
             if row >= retriever.index.ntotal:
@@ -144,10 +142,7 @@ def create_app(
     ) -> dict[str, int]:
         name = image.filename or "upload"
         data = await _read_upload(request, image, name)
-        try:
-            decoded = decode_image(data, name)
-        except DataError as exc:
-            raise HTTPException(400, str(exc)) from None
+        decoded = await _decode(data, name)
         if class_name is not None:
             names = retriever.store.class_names or []
             if class_name not in names:
@@ -165,6 +160,14 @@ def create_app(
     @app.get("/api/items/{row}/thumbnail", dependencies=guarded)
     async def thumbnail(row: int) -> Response:
         return Response(await batcher.call(_thumbnail, retriever, row), media_type="image/jpeg")
+
+    async def _decode(data: bytes, name: str) -> Any:
+        """The upload decoded in a worker thread (Pillow releases the GIL while decoding), so
+        that decoding runs beside the batch and other requests; 400 for a bad image."""
+        try:
+            return await run_in_threadpool(decode_image, data, name)
+        except DataError as exc:
+            raise HTTPException(400, str(exc)) from None
 
     async def _read_upload(request: Request, image: UploadFile, name: str) -> bytes:
         declared = request.headers.get("content-length")
