@@ -177,7 +177,7 @@ def train_command(
 ) -> None:
     """Train a hashing network and encode the dataset with the best model.
 
-    The run folder (in the workdir) gets config.json, model.pt (best on validation), last.pt, metrics.jsonl, summary.json, codes/database.h5 (train split), codes/queries.h5 (test split) and index/database.faiss, and becomes the current run that encode, index, query and eval use.
+    The run folder (in the workdir) gets config.json, model.pt (best on validation), last.pt, metrics.jsonl, summary.json, codes/database.h5 (train split), codes/queries.h5 (test split), index/database.faiss and model.onnx (the query engine's model), and becomes the current run that encode, index, query and eval use.
 
     Example: hashret train --dataset digits --backbone tiny --bits 32
     """  # noqa: E501 - one line per paragraph: typer keeps line breaks inside a paragraph

@@ -16,6 +16,7 @@ Run folder layout::
     codes/queries.h5  test split encoded with the best model
     index/database.faiss (+ .json)  FAISS binary index over codes/database.h5
     model.onnx        model.pt exported for ONNX Runtime (``hashret export``; the query engine)
+    uploads/          images added through ``hashret serve`` (and their one-row code files)
     .lock             the run's writer lock (see below)
 
 A run folder is self-contained and relocatable: every path recorded inside it that points
