@@ -188,9 +188,7 @@ def checkpoint_fingerprint(path: str | Path) -> str | None:
             name = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
             with archive.open(name) as data:
                 state = _Reader(data).load()
-    except (OSError, StopIteration, zipfile.BadZipFile, pickle.UnpicklingError, EOFError):
-        return None
-    except Exception:  # any other oddity of a foreign file: not a checkpoint we can read
+    except Exception:  # missing, truncated, not a zip, no data.pkl, any oddity of a foreign file
         return None
     fingerprint = state.get("fingerprint") if isinstance(state, dict) else None
     return fingerprint if isinstance(fingerprint, str) else None
