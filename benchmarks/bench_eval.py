@@ -35,8 +35,10 @@ from collections.abc import Callable
 import numpy as np
 from _common import log
 
+from hashcli.index.kernels import FaissKernels
 from hashcli.metrics.hamming import default_threads
 from hashcli.workflows.evaluate import evaluate_codes as evaluate
+from hashcli.workflows.evaluate import evaluation_kernels
 
 
 def clustered_codes(
@@ -150,22 +152,43 @@ def bench_large(rng: np.random.Generator, rows: list[str], nq: int, classes: int
     # The same on one core, on the first 1,000 queries: FAISS's OpenMP threads wait for each
     # other at every database block, so other processes on the machine slow it down more than
     # hashret's independent worker threads; one thread each compares the work per core.
+    # Beside it, the portable path (numpy passes over FAISS's loops, used without numba): its
+    # time, and its numbers, which must equal the compiled kernels'.
     sub = (case[0][:1000], case[1][:1000], case[2], case[3])
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
+    kernels = evaluation_kernels()
     try:
-        (t_faiss1, _), (t_ours1, _) = best_of(
+        (t_faiss1, _), (t_ours1, compiled), (t_portable, portable) = best_of(
             2,
             lambda: index.search(sub[0], 1),
             lambda: evaluate(*sub, bits=bits, top_k=[100, 1000], threads=1),
+            lambda: evaluate_with(*sub, bits, FaissKernels()),
         )
     finally:
         faiss.omp_set_num_threads(threads)
+    a, b = compiled.to_dict(), portable.to_dict()
+    for key in ("map", "map_index_order", "map_pessimistic", "map_optimistic"):
+        if abs(a[key] - b[key]) > 1e-12:
+            raise SystemExit(f"{key} differs between kernels: {a[key]!r} vs {b[key]!r}")
+    for key in ("map_at_k_hashnet", "map_at_k_hashnet_index_order"):
+        for k in a[key]:
+            if abs(a[key][k] - b[key][k]) > 1e-12:
+                raise SystemExit(f"{key}[{k}] differs between kernels")
     rows.append(
         f"| (b') {classes:,} classes, first 1,000 queries, one thread each "
         f"| FAISS IndexBinaryFlat k=1 "
         f"| {t_faiss1:.2f} s | {t_ours1:.2f} s | {t_ours1 / t_faiss1:.2f}x its time "
-        f"| work per core, insensitive to stalled OpenMP threads |"
+        f"| {kernels.name} kernels; the portable path (numpy passes over FAISS's loops) "
+        f"{t_portable:.2f} s = {t_portable / t_faiss1:.2f}x, same numbers |"
+    )
+
+
+def evaluate_with(q_codes, q_labels, d_codes, d_labels, bits: int, kernels) -> object:
+    from hashcli.metrics import evaluate as evaluate_plain
+
+    return evaluate_plain(
+        q_codes, q_labels, d_codes, d_labels, bits, top_k=[100, 1000], threads=1, kernels=kernels
     )
 
 

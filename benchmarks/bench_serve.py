@@ -145,18 +145,19 @@ def main() -> None:
         batches = {int(k): v - before.get(k, 0) for k, v in after.items()}
         batches = {k: v for k, v in sorted(batches.items()) if v}
 
-        # (3) offline: the same images, encoded and searched in batches in this process
-        from hashcli.data.images import load_image
+        # (3) offline: the same image bytes decoded, encoded and searched in batches in this
+        # process (the server decodes every upload, so the baseline decodes every image too)
+        from hashcli.data.images import decode_image
         from hashcli.workflows.retrieval import open_retriever
 
         retriever, _ = open_retriever(run, device="cpu", engine=args.engine)
-        decoded = [load_image(p) for p in images]
         total = args.clients * args.requests
         start = time.perf_counter()
         done = 0
         while done < total:
             part = [
-                decoded[i % len(decoded)] for i in range(done, min(done + args.max_batch, total))
+                decode_image(payloads[i % len(payloads)][1])
+                for i in range(done, min(done + args.max_batch, total))
             ]
             codes = retriever.encode_images(part)
             retriever.describe(codes, retriever.search(codes, k=20), ["x"] * len(part))

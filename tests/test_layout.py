@@ -109,8 +109,9 @@ def test_the_library_never_imports_typer_or_rich():
 
 
 def test_faiss_and_h5py_each_have_one_home():
-    """FAISS only in the index package, h5py only in the code store (STYLE.md point 5)."""
-    homes = {"faiss": "index", "h5py": "codes/store.py"}
+    """FAISS only in the index package, h5py only in the code store (STYLE.md point 5), numba
+    only in the evaluator's compiled loops."""
+    homes = {"faiss": "index", "h5py": "codes/store.py", "numba": "metrics/compiled.py"}
     for module, home in homes.items():
         users = sorted(
             str(path.relative_to(PACKAGE))

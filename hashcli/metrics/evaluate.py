@@ -47,7 +47,7 @@ from hashcli.codes.store import CodeFile, read_codes
 from hashcli.errors import HashretError
 from hashcli.metrics.code_stats import CodeStats, code_statistics
 from hashcli.metrics.hamming import RankBlock, iter_rank_blocks
-from hashcli.metrics.kernels import HammingKernels
+from hashcli.metrics.kernels import BlockKernels, HammingKernels
 from hashcli.metrics.ranking import (
     harmonic_numbers,
     radius_counts,
@@ -217,7 +217,7 @@ def evaluate(
     *,
     top_k: Sequence[int] = (),
     threads: int | None = None,
-    kernels: HammingKernels | None = None,
+    kernels: HammingKernels | BlockKernels | None = None,
     progress: Callable[[int, int], None] | None = None,
     names: tuple[str, str] = ("the queries", "the database"),
     code_stats: bool = False,
@@ -394,7 +394,7 @@ def evaluate_code_files(
     *,
     top_k: Sequence[int] = (),
     threads: int | None = None,
-    kernels: HammingKernels | None = None,
+    kernels: HammingKernels | BlockKernels | None = None,
     progress: Callable[[int, int], None] | None = None,
     code_stats: bool = False,
     names: tuple[str, str] | None = None,

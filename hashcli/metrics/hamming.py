@@ -34,6 +34,10 @@ another tenth). Tools that hook allocations (tracemalloc) take the GIL at every 
 allocation and undo much of that.
 
 Single-label queries are grouped by class, so that a block shares one set of relevant items.
+
+Kernels with a ``rank_block`` method (:mod:`hashcli.metrics.compiled`, numba) take each block
+whole instead: the same statistics in one compiled pass, with no table and no step arrays;
+everything above is then the portable path, used without numba.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hashcli.metrics.kernels import HammingKernels, NumpyKernels, pad_to_words
+from hashcli.metrics.kernels import BlockKernels, HammingKernels, NumpyKernels, pad_to_words
 
 # Pairs per step: a step costs about 20 numpy calls of fixed overhead, so steps must be large
 # for that to vanish beside the C work; 1 Mi pairs (4 MiB of int32 distances, in L3) measured
@@ -57,6 +61,9 @@ MAX_BLOCK_QUERIES = 64
 # per-item arrays stay small (fewer rows for classes with many items: no cost, since a step
 # holds the same number of pairs; large fresh arrays cost page faults every block).
 MAX_BLOCK_RELEVANT = 1 << 20
+# The same for compiled kernels (:mod:`hashcli.metrics.compiled`), whose per-item arrays take 6
+# bytes a pair: 48 MiB a thread at most.
+MAX_BLOCK_RELEVANT_COMPILED = 1 << 23
 # Use the sort path for E when the segment table would cost more than this many cells per pair.
 _SORT_WHEN_TABLE_PER_PAIR = 3.0
 
@@ -101,7 +108,7 @@ class _Engine:
         bits: int,
         query_labels: np.ndarray,
         database_labels: np.ndarray,
-        kernels: HammingKernels | None,
+        kernels: HammingKernels | BlockKernels | None,
         pairs_per_step: int,
         hashnet_ks: tuple[int, ...] = (),
     ) -> None:
@@ -151,6 +158,20 @@ class _Engine:
         nq = len(rows)
         values = self.n_values
         queries = np.ascontiguousarray(self.queries[rows])
+        rank_block = getattr(self.kernels, "rank_block", None)
+        if rank_block is not None:  # compiled kernels: the whole block in their own loops
+            labels = None if positions is not None else self.query_labels[rows]
+            all_counts, relevant_counts, ap, at_k = rank_block(
+                queries,
+                self.database,
+                values,
+                self.hashnet_ks,
+                positions=positions,
+                query_labels=labels,
+                database_labels=None if positions is not None else self.database_labels,
+            )
+            by_k = {k: at_k[c] for c, k in enumerate(self.hashnet_ks)}
+            return RankBlock(np.asarray(rows, np.int64), all_counts, relevant_counts, ap, by_k)
         counts = np.zeros((nq, values), dtype=np.int64)
         # single-label: (distance, E) as (nq, m) arrays per step, each row's relevant items in
         # database order; multi-label: (row, distance, E) flat, in (row, column) order per step
@@ -420,7 +441,7 @@ def _label_words(labels: np.ndarray) -> np.ndarray:
 
 
 def _single_label_blocks(
-    query_labels: np.ndarray, database_labels: np.ndarray, max_rows: int
+    query_labels: np.ndarray, database_labels: np.ndarray, max_rows: int, max_relevant: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     def groups(labels: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         order = np.argsort(labels, kind="stable")  # stable: indices stay ascending per class
@@ -435,7 +456,7 @@ def _single_label_blocks(
     blocks = []
     for label, queries in groups(query_labels):
         positions = members.get(label, empty)
-        rows = min(max_rows, max(1, MAX_BLOCK_RELEVANT // max(1, len(positions))))
+        rows = min(max_rows, max(1, max_relevant // max(1, len(positions))))
         for b in range(0, len(queries), rows):
             blocks.append((queries[b : b + rows], positions))
     # Largest first, so that no thread is left alone with a big block at the end.
@@ -451,7 +472,7 @@ def iter_rank_blocks(
     database_labels: np.ndarray,
     *,
     threads: int | None = None,
-    kernels: HammingKernels | None = None,
+    kernels: HammingKernels | BlockKernels | None = None,
     pairs_per_step: int = DEFAULT_PAIRS_PER_STEP,
     progress: Callable[[int, int], None] | None = None,
     hashnet_ks: tuple[int, ...] = (),
@@ -501,7 +522,13 @@ def iter_rank_blocks(
             for s in range(0, n_queries, MAX_BLOCK_QUERIES)
         ]
     else:
-        blocks = _single_label_blocks(query_labels, database_labels, MAX_BLOCK_QUERIES)
+        # compiled kernels keep 6 bytes per (query, relevant item) and stream the database
+        # once per block: larger blocks (10 classes: 64 rows, not 10) at a bounded cost
+        compiled = hasattr(engine.kernels, "rank_block")
+        max_relevant = MAX_BLOCK_RELEVANT_COMPILED if compiled else MAX_BLOCK_RELEVANT
+        blocks = _single_label_blocks(
+            query_labels, database_labels, MAX_BLOCK_QUERIES, max_relevant
+        )
     workers = min(threads or default_threads(), max(1, len(blocks)))
     done = 0
     if workers == 1:

@@ -1,8 +1,8 @@
 """The two inner loops of the evaluator: XOR-popcount distances and integer histograms.
 
 Both run per pair of (query, database item), so they decide the evaluator's speed. The
-evaluator takes them as an argument (:class:`HammingKernels`), so that this package stays
-numpy-only; two implementations compute the same numbers:
+evaluator takes them as an argument (:class:`HammingKernels`), so that its array passes stay
+plain numpy; two implementations compute the same numbers:
 
 * :class:`NumpyKernels` (here, the default): ``bitwise_count`` (or a byte lookup table on
   numpy < 2) and ``bincount``; the reference.
@@ -10,6 +10,11 @@ numpy-only; two implementations compute the same numbers:
   (popcount over 64-bit words) and ``ivec_hist``, which release the GIL, so Python threads
   over query blocks use every core; about ten times faster (0.5 ns per pair per core on
   64-bit codes). The workflows pass these (``evaluation_kernels``).
+
+A third kind, :class:`hashcli.metrics.compiled.CompiledKernels` (numba), replaces the array
+passes themselves: it has a ``rank_block`` method, which the evaluator then hands whole query
+blocks (about the time of a FAISS k=1 scan, where the passes over FAISS's loops take 1.7 to
+10 times that, more with denser relevance).
 
 Codes are padded to whole 64-bit words first (:func:`pad_to_words`): zero bytes change no
 distance, and the word kernels need them.
@@ -34,6 +39,24 @@ class HammingKernels(Protocol):
 
     def histogram(self, values: np.ndarray, nbins: int, out: np.ndarray) -> None:
         """out[v] = number of entries equal to v, for int32 values in [0, nbins)."""
+
+
+class BlockKernels(Protocol):
+    """Kernels that compute a whole query block's statistics themselves (see
+    :meth:`hashcli.metrics.compiled.CompiledKernels.rank_block`)."""
+
+    name: str
+
+    def rank_block(
+        self,
+        queries: np.ndarray,
+        database: np.ndarray,
+        values: int,
+        ks: tuple[int, ...],
+        positions: np.ndarray | None = None,
+        query_labels: np.ndarray | None = None,
+        database_labels: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 def pad_to_words(codes: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
 """What ``hashret eval`` (and training's validation) calls: the exact evaluator of
-:mod:`hashcli.metrics`, handed FAISS's kernels, over code arrays, code files or a run.
+:mod:`hashcli.metrics`, handed its fastest kernels, over code arrays, code files or a run.
 
-The metrics package is numpy-only and takes its two inner loops as an argument; this is where
-FAISS's (from the index package, the one FAISS importer) are chosen.
+The metrics package takes its inner loops as an argument; this is where they are chosen: the
+compiled ones (numba) when importable, else FAISS's (from the index package, the one FAISS
+importer), else numpy's.
 """
 
 from __future__ import annotations
@@ -20,21 +21,30 @@ from hashcli.errors import HashretError
 if TYPE_CHECKING:
     from hashcli.codes.store import CodeFile
     from hashcli.metrics import RetrievalReport
-    from hashcli.metrics.kernels import HammingKernels
+    from hashcli.metrics.kernels import BlockKernels, HammingKernels
 
-#: ``backend`` values: FAISS's kernels when importable ("auto"), or one of them by name.
-BACKENDS = ("auto", "faiss", "numpy")
+#: ``backend`` values: the fastest importable kernels ("auto"), or one of them by name.
+BACKENDS = ("auto", "numba", "faiss", "numpy")
 
 
-def evaluation_kernels(backend: str = "auto") -> HammingKernels:
-    """The evaluator's inner loops: ``faiss`` (about ten times faster), ``numpy`` (the
-    reference), or ``auto`` (FAISS when it can be imported)."""
+def evaluation_kernels(backend: str = "auto") -> HammingKernels | BlockKernels:
+    """The evaluator's inner loops: ``numba`` (whole blocks in one compiled pass, about the
+    time of a FAISS k=1 search), ``faiss`` (its C++ loops under numpy's array passes, 1.7 to
+    10 times that), ``numpy`` (the reference), or ``auto`` (the first of these that imports)."""
     from hashcli.metrics.kernels import NumpyKernels
 
     if backend not in BACKENDS:
         raise HashretError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "numpy":
         return NumpyKernels()
+    if backend in ("auto", "numba"):
+        try:
+            from hashcli.metrics.compiled import CompiledKernels
+
+            return CompiledKernels()
+        except ImportError:
+            if backend == "numba":
+                raise
     try:
         from hashcli.index.kernels import FaissKernels
 
@@ -53,7 +63,7 @@ def evaluate_codes(
     bits: int,
     **options: Any,
 ) -> RetrievalReport:
-    """:func:`hashcli.metrics.evaluate` with FAISS's kernels (``options``: its keywords)."""
+    """:func:`hashcli.metrics.evaluate` with the fastest kernels (``options``: its keywords)."""
     from hashcli.metrics import evaluate
 
     return evaluate(
@@ -155,7 +165,7 @@ def evaluate_files(
     code_stats: bool = True,
     names: tuple[str, str] | None = None,
 ) -> RetrievalReport:
-    """:func:`hashcli.metrics.evaluate_code_files` with FAISS's kernels; by default with the
+    """:func:`hashcli.metrics.evaluate_code_files` with the fastest kernels; by default with the
     statistics of both files' codes (``report.code_stats``, ``report.query_code_stats``)."""
     from hashcli.metrics import evaluate_code_files
 

@@ -73,7 +73,9 @@ def _fresh(code: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("module", ["torch", "torchvision", "faiss", "h5py", "scipy"])
+@pytest.mark.parametrize(
+    "module", ["torch", "torchvision", "faiss", "h5py", "scipy", "numba", "onnxruntime"]
+)
 def test_importing_the_cli_imports_no_heavy_library(module):
     proc = _fresh(f"import sys, hashcli.cli.app\nprint({module!r} in sys.modules)")
     assert proc.returncode == 0, proc.stderr

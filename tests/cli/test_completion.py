@@ -23,7 +23,7 @@ from hashcli.model.names import BACKBONE_NAMES
 from hashcli.train.names import METHOD_NAMES, MINER_NAMES, SCHEDULE_NAMES
 
 EXE = Path(sys.executable).parent / "hashret"
-HEAVY = ("torch", "torchvision", "faiss", "h5py", "scipy")
+HEAVY = ("torch", "torchvision", "faiss", "h5py", "scipy", "numba", "onnxruntime")
 REPO = Path(__file__).resolve().parents[2]
 
 

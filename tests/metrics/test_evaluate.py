@@ -9,6 +9,7 @@ from hashcli.codes import CodeFile, pack_binary, pack_bits, write_codes
 from hashcli.errors import HashretError
 from hashcli.index.kernels import FaissKernels
 from hashcli.metrics import evaluate, evaluate_code_files
+from hashcli.metrics.compiled import CompiledKernels
 from hashcli.metrics.kernels import NumpyKernels
 
 
@@ -168,11 +169,14 @@ def test_threads_and_backends_agree(tmp_path):
         pack_bits(rng.standard_normal((200, 40))),
         rng.integers(0, 3, 200),
     )
-    fast = evaluate(*case, bits=40, top_k=[5], kernels=FaissKernels()).to_dict()
     plain = evaluate(*case, bits=40, top_k=[5], kernels=NumpyKernels()).to_dict()
-    assert fast.keys() == plain.keys()
-    for key in ("map", "map_index_order", "map_pessimistic", "map_optimistic"):
-        assert fast[key] == pytest.approx(plain[key], abs=1e-14)
+    for kernels in (FaissKernels(), CompiledKernels()):
+        fast = evaluate(*case, bits=40, top_k=[5], kernels=kernels).to_dict()
+        assert fast.keys() == plain.keys()
+        for key in ("map", "map_index_order", "map_pessimistic", "map_optimistic"):
+            assert fast[key] == pytest.approx(plain[key], abs=1e-14)
+        for k in ("map_at_k_hashnet", "map_at_k_hashnet_index_order"):
+            assert fast[k]["5"] == pytest.approx(plain[k]["5"], abs=1e-14)
 
 
 def test_errors(tmp_path):

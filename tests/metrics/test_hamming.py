@@ -8,12 +8,13 @@ import pytest
 from hashcli.codes import pack_bits
 from hashcli.index.kernels import FaissKernels
 from hashcli.metrics import hamming, hamming_histograms
+from hashcli.metrics.compiled import CompiledKernels
 from hashcli.metrics.kernels import NumpyKernels
 
 
-def _case(seed: int, *, multi: bool, sorted_database: bool = False):
+def _case(seed: int, *, multi: bool, sorted_database: bool = False, widths=(3, 8, 13, 24, 64)):
     rng = np.random.default_rng(seed)
-    bits = int(rng.choice([3, 8, 13, 24, 64]))
+    bits = int(rng.choice(widths))
     nq, nd = int(rng.integers(1, 30)), int(rng.integers(1, 250))
     # Few distinct codes, so that distance ties are everywhere.
     pool = rng.standard_normal((int(rng.integers(2, 12)), bits))
@@ -69,14 +70,49 @@ def test_matches_brute_force(oracle, monkeypatch, backend, path, multi):
             assert np.abs(got.ap_index_order[ok] - stable[ok]).max(initial=0) <= 1e-12
 
 
-@pytest.mark.parametrize("path", ["table", "sort"])
+@pytest.mark.parametrize("multi", [False, True])
+def test_compiled_kernels_match_brute_force(oracle, monkeypatch, multi):
+    # One word (codes up to 64 bits) and several (65-200 bits) take different loops; blocks
+    # of one or a few queries as well as whole classes.
+    for max_relevant in (3, 1 << 23):
+        monkeypatch.setattr(hamming, "MAX_BLOCK_RELEVANT_COMPILED", max_relevant)
+        for seed in range(16):
+            widths = (3, 8, 13, 24, 64) if seed % 2 else (65, 100, 128, 200)
+            case = _case(seed, multi=multi, sorted_database=seed % 4 == 1, widths=widths)
+            all_counts, relevant_counts, stable = _reference(oracle, *case)
+            got = hamming_histograms(*case, kernels=CompiledKernels(), threads=2)
+            assert np.array_equal(got.all_counts, all_counts)
+            assert np.array_equal(got.relevant_counts, relevant_counts)
+            assert np.array_equal(np.isnan(got.ap_index_order), np.isnan(stable))
+            ok = ~np.isnan(stable)
+            assert np.abs(got.ap_index_order[ok] - stable[ok]).max(initial=0) <= 1e-12
+
+
+def test_compiled_kernels_on_a_large_database(oracle):
+    # Several database tiles (compiled.TILE items each) with relevant items in all of them.
+    rng = np.random.default_rng(3)
+    pool = rng.standard_normal((6, 20))
+    query_codes = pack_bits(pool[rng.integers(6, size=9)])
+    noise = rng.normal(0, 0.5, (10_000, 20))
+    database_codes = pack_bits(pool[rng.integers(6, size=10_000)] + noise)
+    case = (query_codes, database_codes, 20, rng.integers(0, 3, 9), rng.integers(0, 3, 10_000))
+    all_counts, relevant_counts, stable = _reference(oracle, *case)
+    got = hamming_histograms(*case, kernels=CompiledKernels())
+    assert np.array_equal(got.all_counts, all_counts)
+    assert np.array_equal(got.relevant_counts, relevant_counts)
+    assert np.abs(got.ap_index_order - stable).max() <= 1e-12
+
+
+@pytest.mark.parametrize("path", ["table", "sort", "compiled"])
 def test_field_ap_at_k_in_index_order_matches_brute_force(oracle, monkeypatch, path):
     # HashNet's AP@k with ties in database order, per query, against a stable argsort of each
     # query's distances; blocks split by relevant items too (MAX_BLOCK_RELEVANT), and steps of
     # a few pairs, so that relevant items come from many chunks.
-    threshold = {"table": 1e12, "sort": 0.0}[path]
+    threshold = {"table": 1e12, "sort": 0.0, "compiled": 0.0}[path]
     monkeypatch.setattr(hamming, "_SORT_WHEN_TABLE_PER_PAIR", threshold)
     monkeypatch.setattr(hamming, "MAX_BLOCK_RELEVANT", 50)
+    monkeypatch.setattr(hamming, "MAX_BLOCK_RELEVANT_COMPILED", 50)
+    kernels = CompiledKernels() if path == "compiled" else FaissKernels()
     ks = (1, 3, 10, 1000)
     for seed in range(8):
         case = _case(seed, multi=seed % 2 == 1, sorted_database=seed % 4 == 2)
@@ -85,7 +121,7 @@ def test_field_ap_at_k_in_index_order_matches_brute_force(oracle, monkeypatch, p
         for pairs_per_step in (7, 1 << 18):
             got = {k: np.full(len(dist), np.nan) for k in ks}
             for block in hamming.iter_rank_blocks(
-                *case, kernels=FaissKernels(), pairs_per_step=pairs_per_step, hashnet_ks=ks
+                *case, kernels=kernels, pairs_per_step=pairs_per_step, hashnet_ks=ks
             ):
                 for k in ks:
                     got[k][block.queries] = block.hashnet_index_order[k]
