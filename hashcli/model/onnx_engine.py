@@ -69,6 +69,10 @@ class OnnxEncoder:
         options.log_severity_level = 3  # errors only
         if threads:
             options.intra_op_num_threads = threads
+        # ONNX Runtime's worker threads spin after each run by default, waiting for the next;
+        # beside other work (a server's decoding and HTTP threads) that spinning takes the
+        # cores they need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
@@ -95,14 +99,26 @@ class OnnxEncoder:
             "bits": self.bits,
         }
 
+    def prepare(self, image: Any) -> np.ndarray:
+        """float32 (3, size, size): the model input of an RGB PIL image (the evaluation
+        transform), which :meth:`encode_prepared` takes; a server prepares each upload in its
+        own thread, beside the batch in the model."""
+        return self.metadata.preprocessing.array(image)
+
     def outputs(self, images: Sequence[Any]) -> np.ndarray:
         """float32 (N, bits) pre-sign outputs of RGB PIL images."""
-        batch = np.stack([self.metadata.preprocessing.array(image) for image in images])
-        return self.session.run(None, {INPUT_NAME: batch})[0]
+        return self._run([self.prepare(image) for image in images])
 
     def encode(self, images: Sequence[Any]) -> np.ndarray:
         """uint8 (N, bits / 8) packed codes (bit = output >= 0), like the torch engine."""
-        return pack_binary(self.outputs(images) >= 0)
+        return self.encode_prepared([self.prepare(image) for image in images])
+
+    def encode_prepared(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """:meth:`encode` of inputs made by :meth:`prepare`."""
+        return pack_binary(self._run(inputs) >= 0)
+
+    def _run(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        return self.session.run(None, {INPUT_NAME: np.stack(inputs)})[0]
 
     def encode_records(
         self,

@@ -110,13 +110,13 @@ def create_app(
         top: Annotated[int | None, Query(ge=1)] = None,
         radius: Annotated[int | None, Query(ge=0)] = None,
         row: Annotated[int | None, Query(ge=0)] = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         if (image is None) == (row is None):
             raise HTTPException(422, "send an image, or a database row to search with")
         if image is not None:
             name = image.filename or "upload"
             data = await _read_upload(request, image, name)
-            decoded: Any = await _decode(data, name)
+            decoded: Any = await _decode(data, name, prepare=True)
         else:
             await batcher.call(retriever.refresh)
             if row >= retriever.index.ntotal:
@@ -127,7 +127,8 @@ def create_app(
             result = await batcher.search(decoded, name, k, radius)
         except HashretError as exc:
             raise HTTPException(400, str(exc)) from None
-        return result.to_dict()
+        # plain data already: straight to JSON, without FastAPI's jsonable_encoder walk
+        return JSONResponse(result.to_dict())
 
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -161,11 +162,17 @@ def create_app(
     async def thumbnail(row: int) -> Response:
         return Response(await batcher.call(_thumbnail, retriever, row), media_type="image/jpeg")
 
-    async def _decode(data: bytes, name: str) -> Any:
-        """The upload decoded in a worker thread (Pillow releases the GIL while decoding), so
-        that decoding runs beside the batch and other requests; 400 for a bad image."""
+    async def _decode(data: bytes, name: str, prepare: bool = False) -> Any:
+        """The upload decoded in a worker thread (Pillow releases the GIL while decoding and
+        resizing), so that it runs beside the batch and other requests; with ``prepare`` the
+        model input (:meth:`Retriever.prepare`) instead of the image. 400 for a bad image."""
+
+        def work() -> Any:
+            image = decode_image(data, name)
+            return retriever.prepare(image) if prepare else image
+
         try:
-            return await run_in_threadpool(decode_image, data, name)
+            return await run_in_threadpool(work)
         except DataError as exc:
             raise HTTPException(400, str(exc)) from None
 

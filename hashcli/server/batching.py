@@ -2,9 +2,13 @@
 are encoded in one forward pass (up to ``max_batch`` images) and searched with one FAISS call per
 (top, radius), as inference servers batch requests.
 
-A request's image is decoded before it is queued (a bad upload never reaches a batch), and the
-batch runs in one worker thread, so the event loop keeps accepting requests meanwhile; an error
-in a batch is given to each of its requests, and the next batch runs as usual.
+A request's image is decoded and prepared (resized, cropped, normalised) in a worker thread
+before it is queued, so a bad upload never reaches a batch and only the forward pass and the
+search wait for each other. The batch runs in one worker thread, so the event loop keeps
+accepting requests meanwhile; an error in a batch is given to each of its requests, and the
+next batch runs as usual. (Two batch workers, each model pass on half the cores, measured
+no faster on 2 cores: 0.68x of offline throughput against 0.71x, and 30 ms for one client
+against 22.)
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 
 @dataclass
 class _Request:
-    image: Any  # a decoded image, or the int row of a database item to search with
+    image: Any  # a prepared model input (Retriever.prepare), or the int row of a database item
     name: str
     top: int | None
     radius: int | None
@@ -57,7 +61,9 @@ class Batcher:
         self._pool.shutdown(wait=True)
 
     async def search(self, image: Any, name: str, top: int | None, radius: int | None) -> Any:
-        """The :class:`hashcli.workflows.retrieval.QueryResult` of one decoded image."""
+        """The :class:`hashcli.workflows.retrieval.QueryResult` of one image, given as its
+        prepared model input (:meth:`hashcli.workflows.retrieval.Retriever.prepare`), or of a
+        database row (an int)."""
         assert self._queue is not None, "Batcher.start() first"
         future = asyncio.get_running_loop().create_future()
         await self._queue.put(_Request(image, name, top, radius, future))
@@ -70,6 +76,9 @@ class Batcher:
             batch = [await self._queue.get()]
             deadline = loop.time() + self.max_wait
             while len(batch) < self.max_batch:
+                if not self._queue.empty():  # waiting already: joins even after the deadline
+                    batch.append(self._queue.get_nowait())
+                    continue
                 left = deadline - loop.time()
                 if left <= 0:
                     break
@@ -103,7 +112,7 @@ class Batcher:
         rows = [i for i, r in enumerate(batch) if isinstance(r.image, int)]
         codes = np.zeros((len(batch), -(-retriever.bits // 8)), dtype=np.uint8)
         if images:  # one forward pass for every image of the batch
-            codes[images] = retriever.encode_images([batch[i].image for i in images])
+            codes[images] = retriever.encode_prepared([batch[i].image for i in images])
         if rows:
             codes[rows] = retriever.row_codes([batch[i].image for i in rows])
         results: list[Any] = [None] * len(batch)

@@ -214,6 +214,7 @@ class Retriever:
 
     def __init__(self) -> None:  # use Retriever.open
         self.notes: list[str] = []
+        self._transform: Any = None  # the torch engine's evaluation transform, once built
 
     @classmethod
     def open(
@@ -374,15 +375,29 @@ class Retriever:
 
     def encode_images(self, images: Sequence[Any]) -> np.ndarray:
         """uint8 (N, bits / 8) codes of decoded RGB images (PIL), in one forward pass."""
+        return self.encode_prepared([self.prepare(image) for image in images])
+
+    def prepare(self, image: Any) -> Any:
+        """The model input of one decoded RGB image (the evaluation transform: a float32
+        array for the ONNX engine, a tensor for torch), for :meth:`encode_prepared`. The server
+        prepares each upload in a worker thread, so that only the forward pass is serial."""
         if self.encoder is not None:
-            return self.encoder.encode(images)
+            return self.encoder.prepare(image)
+        if self._transform is None:
+            from hashcli.data.transforms import eval_transform
+
+            self._transform = eval_transform(self.model.config.get("image_size") or 224)
+        return self._transform(image)
+
+    def encode_prepared(self, inputs: Sequence[Any]) -> np.ndarray:
+        """uint8 (N, bits / 8) codes of inputs made by :meth:`prepare`, in one forward pass."""
+        if self.encoder is not None:
+            return self.encoder.encode_prepared(inputs)
         import torch
 
         from hashcli.codes.bits import pack_binary
-        from hashcli.data.transforms import eval_transform
 
-        transform = eval_transform(self.model.config.get("image_size") or 224)
-        batch = torch.stack([transform(image) for image in images]).to(self.torch_device)
+        batch = torch.stack(list(inputs)).to(self.torch_device)
         with torch.no_grad():
             return pack_binary(self.model.encode(batch).cpu().numpy())
 
