@@ -42,7 +42,8 @@ def evaluation_kernels(backend: str = "auto") -> HammingKernels | BlockKernels:
             from hashcli.metrics.compiled import CompiledKernels
 
             return CompiledKernels()
-        except ImportError:
+        # RuntimeError: numba finds no writable folder for its compiled-code cache
+        except (ImportError, RuntimeError):
             if backend == "numba":
                 raise
     try:
