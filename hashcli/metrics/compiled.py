@@ -13,8 +13,8 @@ the count, which is its number of earlier items at the same distance (``E`` of
 
 * Single-label blocks (rows share one class, so one sorted list of relevant positions) take
   one pass: the relevant items cut each row into segments, counted without a label test.
-* Multi-label blocks take two passes (relevance by a bitwise AND of label words per pair):
-  totals first, then the running counts, which give every relevant item's rank at once.
+* Multi-label blocks test relevance per pair (a bitwise AND of label words) in one pass with
+  no branch on it (see :func:`rank_multi`), keeping every relevant item's distance and count.
 
 Running counts sit in four interleaved lanes (item j in lane j % 4): consecutive items
 often share a distance, and an increment of the count the previous one just wrote waits for
@@ -164,12 +164,25 @@ def rank_shared(queries, database, positions, ks, all_counts, relevant_counts, a
         _finish_query(i, all_counts[i], delta[i], earlier[i], ks, relevant_counts, ap, at_k)
 
 
-@njit(nogil=True, cache=True)
 def _shares_label(query_labels, i, database_labels, j):
-    for w in range(query_labels.shape[1]):
-        if query_labels[i, w] & database_labels[j, w]:
-            return True
-    return False
+    """1 when query i and database item j share a label (bit sets of uint64 words, or one
+    word each as 1-D arrays: up to 64 classes), else 0."""
+
+
+@overload(_shares_label)
+def _shares_label_impl(query_labels, i, database_labels, j):  # noqa: ARG001
+    if query_labels.ndim == 1:
+        return lambda query_labels, i, database_labels, j: int(
+            (query_labels[i] & database_labels[j]) != 0
+        )
+
+    def words(query_labels, i, database_labels, j):
+        shared = 0
+        for w in range(query_labels.shape[1]):
+            shared |= query_labels[i, w] & database_labels[j, w]
+        return int(shared != 0)
+
+    return words
 
 
 @njit(nogil=True, cache=True)
@@ -178,56 +191,37 @@ def rank_multi(
 ):
     """:func:`rank_shared` for multi-label queries: relevant = at least one shared label.
 
-    ``query_labels``: uint64 (nq, L) label bit sets; ``database_labels``: uint64 (nb, L).
+    ``query_labels``: uint64 (nq, L) label bit sets, or (nq,) for one word; likewise
+    ``database_labels``. Relevance differs per pair and is often dense (half the database for
+    NUS-WIDE-like labels), and a branch on it would be mispredicted about as often as taken, so
+    the pass has none: every item's distance and earlier same-distance count are written to
+    the next free slot of the query's row, and the slot advances only for a relevant item.
     """
     nq = queries.shape[0]
     nb = database.shape[0]
     values = all_counts.shape[1]
-    ks_n = ks.shape[0]
-    lanes = np.zeros((nq, LANES, values), np.int32)
-    # pass 1: items and relevant items per distance
+    counts = np.zeros((nq, values), np.int32)
+    delta = np.empty((nq, nb + 1), np.int16)  # one spare slot for the last item's write
+    earlier = np.empty((nq, nb + 1), np.int32)
+    found = np.zeros(nq, np.int64)
     for t0 in range(0, nb, TILE):
         t1 = min(t0 + TILE, nb)
         for i in range(nq):
-            _count_run(queries, i, database, t0, t1, lanes[i])
-            for j in range(t0, t1):
-                if _shares_label(query_labels, i, database_labels, j):
-                    relevant_counts[i, _distance(queries, i, database, j)] += 1
-    closer = np.zeros((nq, values), np.int64)
-    relevant_closer = np.zeros((nq, values), np.int64)
-    for i in range(nq):
-        for d in range(values):
-            for lane in range(LANES):
-                all_counts[i, d] += lanes[i, lane, d]
-        for d in range(1, values):
-            closer[i, d] = closer[i, d - 1] + all_counts[i, d - 1]
-            relevant_closer[i, d] = relevant_closer[i, d - 1] + relevant_counts[i, d - 1]
-    # pass 2: each relevant item's rank from the running counts (closer[i, d] grows by one
-    # at every item at distance d, so it holds the items ranked before the next one there)
-    total = np.zeros(nq)
-    sums = np.zeros((ks_n, nq))
-    kept = np.zeros((ks_n, nq), np.int64)
-    for t0 in range(0, nb, TILE):
-        t1 = min(t0 + TILE, nb)
-        for i in range(nq):
+            own = counts[i]
+            slot = found[i]
             for j in range(t0, t1):
                 d = _distance(queries, i, database, j)
-                closer[i, d] += 1
-                if _shares_label(query_labels, i, database_labels, j):
-                    relevant_closer[i, d] += 1
-                    precision = relevant_closer[i, d] / closer[i, d]
-                    total[i] += precision
-                    for c in range(ks_n):
-                        if closer[i, d] <= ks[c]:
-                            sums[c, i] += precision
-                            kept[c, i] += 1
+                seen = own[d]
+                delta[i, slot] = d
+                earlier[i, slot] = seen
+                slot += _shares_label(query_labels, i, database_labels, j)
+                own[d] = seen + 1
+            found[i] = slot
     for i in range(nq):
-        m = 0
         for d in range(values):
-            m += relevant_counts[i, d]
-        ap[i] = total[i] / m if m else math.nan
-        for c in range(ks_n):
-            at_k[c, i] = sums[c, i] / kept[c, i] if kept[c, i] else 0.0
+            all_counts[i, d] = counts[i, d]
+        m = found[i]
+        _finish_query(i, all_counts[i], delta[i, :m], earlier[i, :m], ks, relevant_counts, ap, at_k)
 
 
 class CompiledKernels:
@@ -259,6 +253,9 @@ class CompiledKernels:
         words_d = database.view(np.uint64)
         if words_q.shape[1] == 1:
             words_q, words_d = words_q.reshape(-1), words_d.reshape(-1)
+        if query_labels is not None and query_labels.shape[1] == 1:
+            query_labels = np.ascontiguousarray(query_labels.reshape(-1))
+            database_labels = np.ascontiguousarray(database_labels.reshape(-1))
         nq = len(queries)
         all_counts = np.zeros((nq, values), dtype=np.int64)
         relevant_counts = np.zeros((nq, values), dtype=np.int64)

@@ -516,15 +516,16 @@ def iter_rank_blocks(
         pairs_per_step,
         tuple(hashnet_ks),
     )
+    compiled = hasattr(engine.kernels, "rank_block")
     if engine.multi_label:
-        blocks = [
-            (np.arange(s, min(s + MAX_BLOCK_QUERIES, n_queries)), None)
-            for s in range(0, n_queries, MAX_BLOCK_QUERIES)
-        ]
+        # compiled kernels keep a slot of 6 bytes per (query, database item) in a block
+        rows = MAX_BLOCK_QUERIES
+        if compiled:
+            rows = max(1, min(rows, MAX_BLOCK_RELEVANT_COMPILED // max(1, len(database_codes))))
+        blocks = [(np.arange(s, min(s + rows, n_queries)), None) for s in range(0, n_queries, rows)]
     else:
         # compiled kernels keep 6 bytes per (query, relevant item) and stream the database
         # once per block: larger blocks (10 classes: 64 rows, not 10) at a bounded cost
-        compiled = hasattr(engine.kernels, "rank_block")
         max_relevant = MAX_BLOCK_RELEVANT_COMPILED if compiled else MAX_BLOCK_RELEVANT
         blocks = _single_label_blocks(
             query_labels, database_labels, MAX_BLOCK_QUERIES, max_relevant

@@ -12,7 +12,14 @@ from hashcli.metrics.compiled import CompiledKernels
 from hashcli.metrics.kernels import NumpyKernels
 
 
-def _case(seed: int, *, multi: bool, sorted_database: bool = False, widths=(3, 8, 13, 24, 64)):
+def _case(
+    seed: int,
+    *,
+    multi: bool,
+    sorted_database: bool = False,
+    widths=(3, 8, 13, 24, 64),
+    labels: int = 4,
+):
     rng = np.random.default_rng(seed)
     bits = int(rng.choice(widths))
     nq, nd = int(rng.integers(1, 30)), int(rng.integers(1, 250))
@@ -21,8 +28,9 @@ def _case(seed: int, *, multi: bool, sorted_database: bool = False, widths=(3, 8
     query_codes = pack_bits(pool[rng.integers(len(pool), size=nq)])
     database_codes = pack_bits(pool[rng.integers(len(pool), size=nd)])
     if multi:
-        query_labels = rng.random((nq, 4)) < 0.35
-        database_labels = rng.random((nd, 4)) < 0.35
+        share = 0.35 if labels < 10 else 0.02  # about a third of the pairs relevant
+        query_labels = rng.random((nq, labels)) < share
+        database_labels = rng.random((nd, labels)) < share
     else:
         classes = int(rng.integers(1, 7))
         query_labels = rng.integers(0, classes + 1, nq)  # class `classes` may be absent
@@ -78,7 +86,11 @@ def test_compiled_kernels_match_brute_force(oracle, monkeypatch, multi):
         monkeypatch.setattr(hamming, "MAX_BLOCK_RELEVANT_COMPILED", max_relevant)
         for seed in range(16):
             widths = (3, 8, 13, 24, 64) if seed % 2 else (65, 100, 128, 200)
-            case = _case(seed, multi=multi, sorted_database=seed % 4 == 1, widths=widths)
+            # label bit sets of one 64-bit word, and of two (70 labels)
+            labels = 70 if seed % 4 >= 2 else 4
+            case = _case(
+                seed, multi=multi, sorted_database=seed % 4 == 1, widths=widths, labels=labels
+            )
             all_counts, relevant_counts, stable = _reference(oracle, *case)
             got = hamming_histograms(*case, kernels=CompiledKernels(), threads=2)
             assert np.array_equal(got.all_counts, all_counts)
