@@ -2,23 +2,25 @@
 
 The portable evaluator (:mod:`hashcli.metrics.hamming`) builds each step from array passes:
 distances, a histogram keyed by (row, distance, segment), a running sum over that table. Each
-pass streams the step through memory, and together they cost about twice a FAISS
-``IndexBinaryFlat`` k=1 scan when relevance is dense. Neither numpy nor FAISS has the loop
-that does it all at once, so it is written here and compiled with numba (the house rule
-prefers a kept library; numba is the kept compiler, and the loop is ours because no library
-computes these statistics): for every database item in index order, its distance to the
-query, one increment of that distance's running count, and at each relevant item a read of
-the count, which is its number of earlier items at the same distance (``E`` of
-:mod:`hashcli.metrics.hamming`). The per-query finish then needs only the relevant items.
+pass streams the step through memory, and together they cost two to three times a FAISS
+``IndexBinaryFlat`` k=1 scan when relevance is dense (1% of the database relevant), nine
+times at 10%. Neither numpy nor FAISS has the loop that does it all at once, so it is written
+here and compiled with numba (the house rule prefers a kept library; numba is the kept
+compiler, and the loop is ours because no library computes these statistics): for every
+database item in index order, its distance to the query, one increment of that distance's
+running count, and at each relevant item a read of the count, which is its number of earlier
+items at the same distance (``E`` of :mod:`hashcli.metrics.hamming`). The per-query finish
+then needs only the relevant items.
 
 * Single-label blocks (rows share one class, so one sorted list of relevant positions) take
   one pass: the relevant items cut each row into segments, counted without a label test.
 * Multi-label blocks test relevance per pair (a bitwise AND of label words) in one pass with
   no branch on it (see :func:`rank_multi`), keeping every relevant item's distance and count.
 
-Running counts sit in four interleaved lanes (item j in lane j % 4): consecutive items
-often share a distance, and an increment of the count the previous one just wrote waits for
-that store (about 0.9 ns a pair with one lane, 0.57 ns with four on this machine's cores;
+In the single-label pass, running counts sit in four interleaved lanes (item j in lane
+j % 4; the multi-label pass reads the count at every item, so it keeps one): consecutive
+items often share a distance, and an increment of the count the previous one just wrote waits
+for that store (about 0.9 ns a pair with one lane, 0.57 ns with four on this machine's cores;
 FAISS's k=1 scan takes about 1.1 ns). The database is walked in tiles that stay in cache
 while every query of the block passes over them. The functions release the GIL (``nogil``),
 so the evaluator's threads over query blocks use every core; compiled code is cached on disk
@@ -50,8 +52,8 @@ def _popcount(typingctx, word):  # noqa: ARG001 (numba's intrinsic signature)
 
 def _distance(queries, i, database, j):
     """Hamming distance of query i and database item j (codes as rows of uint64 words, or
-    one word each as 1-D arrays: the common case of codes up to 64 bits, where the word loop
-    costs a third of the pass)."""
+    one word each as 1-D arrays: the common case of codes up to 64 bits, where a loop over
+    words made the whole pass nearly twice as slow)."""
 
 
 @overload(_distance)
