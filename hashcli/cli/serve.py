@@ -25,11 +25,25 @@ def serve_command(
         int, typer.Option("--max-batch", help="Most searches encoded in one pass.", min=1)
     ] = 32,
     max_wait_ms: Annotated[
-        float,
+        float | None,
         typer.Option(
-            "--max-wait-ms", help="How long a search waits for others to join its batch.", min=0
+            "--max-wait-ms",
+            help="How long a search waits for others to join its batch "
+            "(default: 0 on the CPU, 5 on a GPU).",
+            min=0,
+            show_default=False,
         ),
-    ] = 5.0,
+    ] = None,
+    batch_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-workers",
+            help="Batches encoded at once, each on a share of the cores "
+            "(default: 2 on the CPU, 1 on a GPU).",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -80,6 +94,7 @@ def serve_command(
         token=token or os.environ.get(TOKEN_ENV) or None,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
+        workers=batch_workers,
     )
     out.say(
         f"Serving the run {name} ({retriever.index.ntotal:,} codes of {retriever.bits} bits, "

@@ -82,6 +82,11 @@ class OnnxEncoder:
         self.metadata = _metadata(self.path, props)
         self.device = "cuda" if providers[0].startswith("CUDA") else "cpu"
 
+    def with_threads(self, threads: int) -> OnnxEncoder:
+        """The same model in a new session whose forward passes use ``threads`` cores (a
+        server runs several passes at once, each on its share of the cores)."""
+        return OnnxEncoder(self.path, device=self.device, threads=threads)
+
     @property
     def bits(self) -> int:
         return self.metadata.bits

@@ -13,7 +13,7 @@ Endpoints (JSON; errors are ``{"error": "..."}`` with a 4xx status):
   the database) or ``label`` (an integer): the image joins the database as ``hashret index
   add`` adds codes (under the index's writer lock, atomically; the file kept in the run's
   ``uploads/``); 201 ``{"row": N}``, searchable at once and after a restart;
-* ``GET /api/stats``: ``{"batch_sizes": {size: batches}}``;
+* ``GET /api/stats``: ``{"batch_sizes": {size: batches}, "workers", "max_wait_ms"}``;
 * ``GET /api/items/{row}/thumbnail``: a small JPEG of database row ``row`` (only database rows:
   no path from a request reaches the file system).
 
@@ -35,7 +35,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from hashcli.data.images import decode_image
 from hashcli.errors import DataError, HashretError
-from hashcli.server.batching import Batcher
+from hashcli.server.batching import Batcher, choose_batching
 
 #: Uploads larger than this are refused (413) before decoding.
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -49,11 +49,19 @@ def create_app(
     run_name: str | None = None,
     token: str | None = None,
     max_batch: int = 32,
-    max_wait_ms: float = 5.0,
+    max_wait_ms: float | None = None,
+    workers: int | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
 ) -> FastAPI:
-    """The FastAPI app over an opened Retriever (see the module docstring)."""
-    batcher = Batcher(retriever, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    """The FastAPI app over an opened Retriever (see the module docstring); ``workers`` and
+    ``max_wait_ms`` None: chosen for the retriever's device (:func:`.batching.choose_batching`),
+    which may give each forward pass a share of the cores."""
+    plan = choose_batching(retriever.device, workers, max_wait_ms)
+    if plan.threads is not None:
+        retriever.use_threads(plan.threads)
+    batcher = Batcher(
+        retriever, max_batch=max_batch, max_wait_ms=plan.max_wait_ms, workers=plan.workers
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -101,7 +109,11 @@ def create_app(
     @app.get("/api/stats", dependencies=guarded)
     async def stats() -> dict[str, Any]:
         """How many batches of each size ran (what dynamic batching achieved)."""
-        return {"batch_sizes": {str(k): v for k, v in sorted(batcher.batch_sizes.items())}}
+        return {
+            "batch_sizes": {str(k): v for k, v in sorted(batcher.batch_sizes.items())},
+            "workers": batcher.workers,
+            "max_wait_ms": 1000 * batcher.max_wait,
+        }
 
     @app.post("/api/search", dependencies=guarded)
     async def search(

@@ -281,6 +281,17 @@ class Retriever:
         timings["index"] = time.perf_counter() - mark
         return self
 
+    def use_threads(self, threads: int) -> None:
+        """Run each forward pass on ``threads`` CPU cores (a server running several passes at
+        once gives each its share): a new ONNX Runtime session, or torch's intra-op threads
+        of this process."""
+        if self.encoder is not None:
+            self.encoder = self.encoder.with_threads(threads)
+        else:
+            import torch
+
+            torch.set_num_threads(threads)
+
     def refresh(self) -> bool:
         """Reload the index and the store header if another writer (``hashret index add``, an
         addition through the server) changed them since; whether it did. A stat and a small

@@ -191,3 +191,34 @@ def test_page_and_search_by_row(fake):
         assert [(h["row"], h["distance"]) for h in hits[:2]] == [(1, 0), (4, 0)]
         assert client.post("/api/search?row=999").status_code == 404
         assert client.post("/api/search").status_code == 422
+
+
+def test_two_batch_workers_on_the_cpu_each_on_its_share_of_the_cores(fake, monkeypatch):
+    """The CPU plan: two workers, no wait, each ONNX Runtime pass on half the cores; answers
+    still those of `hashret query`."""
+    from hashcli.server import batching
+
+    monkeypatch.setattr(batching, "_usable_cores", lambda: 4)
+    export_model()
+    paths = [fake.photos[0], fake.db_paths[4], fake.test_paths[1]] * 2
+    expected = {
+        p.name: query_images([str(p)], top=3, engine="torch").results[0].to_dict()["results"]
+        for p in set(paths)
+    }
+    retriever, name = open_retriever(engine="onnx", device="cpu")
+    assert retriever.encoder.session.get_session_options().intra_op_num_threads == 0  # its own
+    with TestClient(create_app(retriever, run_name=name)) as client:
+        stats = client.get("/api/stats").json()
+        assert (stats["workers"], stats["max_wait_ms"]) == (2, 0.0)
+        assert retriever.encoder.session.get_session_options().intra_op_num_threads == 2
+        answers: dict[int, dict] = {}
+
+        def ask(i, path):
+            answers[i] = client.post("/api/search?top=3", files=_upload(path)).json()
+
+        threads = [threading.Thread(target=ask, args=(i, p)) for i, p in enumerate(paths)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert all(answers[i]["results"] == expected[p.name] for i, p in enumerate(paths))
