@@ -33,6 +33,22 @@ def _upload(path):
     return {"image": (path.name, path.read_bytes(), "image/png")}
 
 
+def _ask_at_once(client, paths, top) -> dict[int, dict]:
+    """Search with every image of ``paths`` from its own thread, all at once; answers by
+    position."""
+    answers: dict[int, dict] = {}
+
+    def ask(i, path):
+        answers[i] = client.post(f"/api/search?top={top}", files=_upload(path)).json()
+
+    threads = [threading.Thread(target=ask, args=(i, p)) for i, p in enumerate(paths)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return answers
+
+
 @pytest.mark.parametrize("engine", ["torch", "onnx"])
 def test_search_equals_query_json(fake, engine):
     if engine == "onnx":
@@ -66,16 +82,7 @@ def test_concurrent_searches_are_batched_and_each_gets_its_own_answer(fake):
         for p in set(paths)
     }
     with _client(max_batch=8, max_wait_ms=200) as client:
-        answers: dict[int, dict] = {}
-
-        def ask(i, path):
-            answers[i] = client.post("/api/search?top=4", files=_upload(path)).json()
-
-        threads = [threading.Thread(target=ask, args=(i, p)) for i, p in enumerate(paths)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        answers = _ask_at_once(client, paths, top=4)
         sizes = client.app.state.batcher.batch_sizes
     assert all(answers[i]["results"] == expected[p.name] for i, p in enumerate(paths))
     assert sum(size * n for size, n in sizes.items()) == len(paths)
@@ -211,14 +218,5 @@ def test_two_batch_workers_on_the_cpu_each_on_its_share_of_the_cores(fake, monke
         stats = client.get("/api/stats").json()
         assert (stats["workers"], stats["max_wait_ms"]) == (2, 0.0)
         assert retriever.encoder.session.get_session_options().intra_op_num_threads == 2
-        answers: dict[int, dict] = {}
-
-        def ask(i, path):
-            answers[i] = client.post("/api/search?top=3", files=_upload(path)).json()
-
-        threads = [threading.Thread(target=ask, args=(i, p)) for i, p in enumerate(paths)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        answers = _ask_at_once(client, paths, top=3)
     assert all(answers[i]["results"] == expected[p.name] for i, p in enumerate(paths))
