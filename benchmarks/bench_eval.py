@@ -39,7 +39,7 @@ import numpy as np
 from _common import log
 
 from hashcli.index.kernels import FaissKernels
-from hashcli.metrics.hamming import default_threads
+from hashcli.runtime import usable_cores
 from hashcli.workflows.evaluate import evaluate_codes as evaluate
 from hashcli.workflows.evaluate import evaluation_kernels
 
@@ -258,7 +258,7 @@ def main() -> None:
     import faiss
 
     print(
-        f"Evaluator benchmark ({default_threads()} threads for hashret, "
+        f"Evaluator benchmark ({usable_cores()} threads for hashret, "
         f"{faiss.omp_get_max_threads()} OpenMP threads for FAISS)\n"
     )
     print("| case | baseline | baseline time | hashret eval | result | notes |")

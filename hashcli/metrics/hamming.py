@@ -42,7 +42,6 @@ everything above is then the portable path, used without numba.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hashcli.metrics.kernels import BlockKernels, HammingKernels, NumpyKernels, pad_to_words
+from hashcli.runtime import usable_cores
 
 # Pairs per step: a step costs about 20 numpy calls of fixed overhead, so steps must be large
 # for that to vanish beside the C work; 1 Mi pairs (4 MiB of int32 distances, in L3) measured
@@ -88,14 +88,6 @@ class RankBlock:
     relevant_counts: np.ndarray
     ap_index_order: np.ndarray
     hashnet_index_order: dict[int, np.ndarray] = field(default_factory=dict)
-
-
-def default_threads() -> int:
-    """The CPU cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class _Engine:
@@ -530,7 +522,7 @@ def iter_rank_blocks(
         blocks = _single_label_blocks(
             query_labels, database_labels, MAX_BLOCK_QUERIES, max_relevant
         )
-    workers = min(threads or default_threads(), max(1, len(blocks)))
+    workers = min(threads or usable_cores(), max(1, len(blocks)))
     done = 0
     if workers == 1:
         results: Iterator[RankBlock] = (engine.run_block(r, p) for r, p in blocks)

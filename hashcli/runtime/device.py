@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from hashcli.errors import HashretError
+from hashcli.runtime import usable_cores
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -41,8 +40,7 @@ def default_workers(device: torch.device, processes_per_node: int = 1) -> int:
     ``bench_train.py``), so decode in the process itself there, and use a quarter of the
     cores on larger machines.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = max(1, (cores or 1) // max(1, processes_per_node))
+    cores = max(1, usable_cores() // max(1, processes_per_node))
     if device.type == "cuda":
         return max(1, min(8, cores // 2))
     return 0 if cores <= 2 else min(8, cores // 4)

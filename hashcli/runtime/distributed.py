@@ -317,8 +317,9 @@ def cpu_threads_per_process(local_world_size: int) -> int:
     threads = _env_int("OMP_NUM_THREADS", 0)
     if threads > 0:
         return threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, local_world_size))
+    from hashcli.runtime import usable_cores
+
+    return max(1, usable_cores() // max(1, local_world_size))
 
 
 __all__ = [

@@ -20,7 +20,6 @@ little more than one image, so one worker waits 5 ms for others to join.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from hashcli.runtime import usable_cores
 
 #: How long a search waits for others to join its batch on a GPU (--max-wait-ms).
 GPU_MAX_WAIT_MS = 5.0
@@ -50,20 +51,13 @@ def choose_batching(
     filling in what is not given (see the module docstring): on the CPU two workers (one on
     a single core) sharing the cores, no wait; on a GPU one worker, 5 ms."""
     cpu = not str(device).startswith("cuda")
-    cores = _usable_cores()
+    cores = usable_cores()
     if workers is None:
         workers = min(2, cores) if cpu else 1
     if max_wait_ms is None:
         max_wait_ms = 0.0 if cpu else GPU_MAX_WAIT_MS
     threads = max(1, cores // workers) if cpu and workers > 1 else None
     return BatchingPlan(workers=workers, max_wait_ms=max_wait_ms, threads=threads)
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass
@@ -169,8 +163,9 @@ class Batcher:
                 request.future.set_result(result)
 
     async def call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run ``function`` in the batch thread, between batches (the model and index are
-        used by one thread at a time)."""
+        """Run ``function`` in a batch worker under the index lock, so that it never meets a
+        batch's search or another call (the index and code store are used by one thread at a
+        time; forward passes may run beside it)."""
         loop = asyncio.get_running_loop()
 
         def locked() -> Any:

@@ -205,7 +205,7 @@ def test_two_batch_workers_on_the_cpu_each_on_its_share_of_the_cores(fake, monke
     still those of `hashret query`."""
     from hashcli.server import batching
 
-    monkeypatch.setattr(batching, "_usable_cores", lambda: 4)
+    monkeypatch.setattr(batching, "usable_cores", lambda: 4)
     export_model()
     paths = [fake.photos[0], fake.db_paths[4], fake.test_paths[1]] * 2
     expected = {

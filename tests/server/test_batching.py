@@ -151,7 +151,7 @@ def test_one_worker_runs_one_pass_at_a_time():
     ],
 )
 def test_batching_plan(monkeypatch, device, cores, given, expected):
-    monkeypatch.setattr(batching, "_usable_cores", lambda: cores)
+    monkeypatch.setattr(batching, "usable_cores", lambda: cores)
     assert choose_batching(device, *given) == expected
 
 
